@@ -30,17 +30,3 @@ public sealed partial class VitEngine : IDisposable
     public ForwardStats LastStats { get; }
 }
 
-// CONTRACT STUB (replaced by the real forward pass):
-public sealed partial class VitEngine
-{
-    public VitEngine(VitWeights weights, EngineOptions? options = null)
-    {
-        Weights = weights; Config = weights.Config; Options = options ?? new EngineOptions();
-        Simd = Options.Simd ?? SimdLevels.Best; LastStats = new ForwardStats(Config.Depth);
-    }
-
-    /// <summary>Runs one image: <paramref name="imageChw"/> is the normalised [3,H,W] input; writes Classes logits.</summary>
-    public ForwardStats Infer(ReadOnlySpan<float> imageChw, Span<float> logits) => throw new NotImplementedException();
-
-    public void Dispose() { }
-}

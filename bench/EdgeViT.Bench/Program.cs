@@ -1,0 +1,16 @@
+using EdgeViT.Kernels.Simd;
+using EdgeViT.Bench;
+
+// edgevit-bench gemm [--threads T] [--simd LEVEL]
+string cmd = args.Length > 0 ? args[0] : "gemm";
+int threads = ArgInt("--threads", 1);
+var level = Arg("--simd") is { } s ? SimdLevels.Parse(s) : SimdLevels.Best;
+switch (cmd)
+{
+    case "gemm": GemmBench.Run(threads, level, Console.Out); break;
+    default: Console.Error.WriteLine($"edgevit-bench: error: unknown command '{cmd}' (gemm, models)"); return 2;
+}
+return 0;
+
+string? Arg(string name) { int i = Array.IndexOf(args, name); return i >= 0 && i + 1 < args.Length ? args[i + 1] : null; }
+int ArgInt(string name, int dflt) => Arg(name) is { } v ? int.Parse(v) : dflt;

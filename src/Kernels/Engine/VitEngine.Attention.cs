@@ -1,0 +1,69 @@
+using EdgeViT.Kernels.Simd;
+
+namespace EdgeViT.Kernels.Engine;
+
+public sealed unsafe partial class VitEngine
+{
+    /// <summary>What the attention tasks share; lives on the caller's stack while the pool runs.</summary>
+    private struct AttentionJob
+    {
+        public float* Qkv, Out, KT, V, Scores, ClassAttention;
+        public int Tokens, Dim, Heads, HeadDim, ChunkRows, Chunks, PanelWidth, ScoreStride, MaxTokens;
+        public long KTStride, VStride, ScratchStride;
+        public float Scale;
+        public SimdLevel Level;
+    }
+
+    /// <summary>
+    /// Multi-head self-attention on the qkv rows [n x 3D] into AttnOut [n x D]. Phase 1 packs each head's
+    /// K^T and V as GEMM panels; phase 2 runs (head, row chunk) tasks: S = Q K^T, softmax, S V, so a chunk's
+    /// scores stay in L1. Row 0 of each head's softmax (the class attention) is kept for pruning.
+    /// </summary>
+    private void Attention(int n)
+    {
+        var c = Config;
+        var job = new AttentionJob
+        {
+            Qkv = _ws.Qkv, Out = _ws.AttnOut, KT = _ws.KT, V = _ws.V, Scores = _ws.Scores, ClassAttention = _ws.ClassAttention,
+            Tokens = n, Dim = c.EmbedDim, Heads = c.Heads, HeadDim = c.HeadDim, MaxTokens = c.Tokens,
+            ChunkRows = _ws.ChunkRows, PanelWidth = Gemm.PanelWidth(Simd), ScoreStride = _ws.ScoreStride,
+            KTStride = _ws.KTStride, VStride = _ws.VStride, ScratchStride = (long)_ws.ChunkRows * _ws.ScoreStride,
+            Scale = 1f / MathF.Sqrt(c.HeadDim), Level = Simd,
+        };
+        job.Chunks = (n + job.ChunkRows - 1) / job.ChunkRows;
+        _pool.Run(2 * c.Heads, &PackHead, &job);
+        _pool.Run(c.Heads * job.Chunks, &AttendChunk, &job);
+
+        // Head-averaged class attention: the score RCTP's thresholds are compared with.
+        float inv = 1f / c.Heads;
+        for (int t = 0; t < n; t++)
+        {
+            float s = 0;
+            for (int h = 0; h < c.Heads; h++) s += _ws.ClassAttention[h * c.Tokens + t];
+            _ws.ClassScore[t] = s * inv;
+        }
+    }
+
+    private static void PackHead(void* ctx, int task, int worker)
+    {
+        ref var j = ref *(AttentionJob*)ctx;
+        int h = task >> 1, ld = 3 * j.Dim;
+        if ((task & 1) == 0) // K^T: the right operand of Q K^T, [head dim x tokens]
+            Gemm.PackTransposed(j.Qkv + j.Dim + h * j.HeadDim, ld, j.Tokens, j.HeadDim, j.PanelWidth, j.KT + h * j.KTStride);
+        else // V: the right operand of S V, [tokens x head dim]
+            Gemm.PackRowMajor(j.Qkv + 2 * j.Dim + h * j.HeadDim, ld, j.Tokens, j.HeadDim, j.PanelWidth, j.V + h * j.VStride);
+    }
+
+    private static void AttendChunk(void* ctx, int task, int worker)
+    {
+        ref var j = ref *(AttentionJob*)ctx;
+        int h = task / j.Chunks, r0 = task % j.Chunks * j.ChunkRows, rows = Math.Min(j.ChunkRows, j.Tokens - r0);
+        float* s = j.Scores + worker * j.ScratchStride;
+        float* q = j.Qkv + (long)r0 * 3 * j.Dim + h * j.HeadDim;
+        Gemm.MultiplyPacked(j.Level, q, 3 * j.Dim, rows, j.KT + h * j.KTStride, null, j.HeadDim, j.Tokens, s, j.ScoreStride);
+        for (int r = 0; r < rows; r++) Elementwise.Softmax(j.Level, s + (long)r * j.ScoreStride, j.Tokens, j.Scale);
+        if (r0 == 0) new ReadOnlySpan<float>(s, j.Tokens).CopyTo(new Span<float>(j.ClassAttention + h * j.MaxTokens, j.Tokens));
+        Gemm.MultiplyPacked(j.Level, s, j.ScoreStride, rows, j.V + h * j.VStride, null, j.Tokens, j.HeadDim,
+            j.Out + (long)r0 * j.Dim + h * j.HeadDim, j.Dim);
+    }
+}

@@ -1,0 +1,170 @@
+using EdgeViT.Kernels.Model;
+using EdgeViT.Kernels.Parallel;
+using EdgeViT.Kernels.Simd;
+
+namespace EdgeViT.Kernels.Engine;
+
+public sealed unsafe partial class VitEngine
+{
+    private readonly WorkerPool _pool;
+    private readonly PackedMatrix _patch, _head;
+    private readonly PackedMatrix? _headDist;
+    private readonly PackedBlock[] _blocks;
+    private readonly Workspace _ws;
+
+    private sealed class PackedBlock(VitBlockWeights w, SimdLevel level) : IDisposable
+    {
+        public readonly PackedMatrix Qkv = PackedMatrix.FromLinear(w.Qkv.Weight, w.Qkv.In, w.Qkv.Out, w.Qkv.Bias, level);
+        public readonly PackedMatrix Proj = PackedMatrix.FromLinear(w.Proj.Weight, w.Proj.In, w.Proj.Out, w.Proj.Bias, level);
+        public readonly PackedMatrix Fc1 = PackedMatrix.FromLinear(w.Fc1.Weight, w.Fc1.In, w.Fc1.Out, w.Fc1.Bias, level);
+        public readonly PackedMatrix Fc2 = PackedMatrix.FromLinear(w.Fc2.Weight, w.Fc2.In, w.Fc2.Out, w.Fc2.Bias, level);
+        public readonly VitBlockWeights Weights = w;
+        public void Dispose() { Qkv.Dispose(); Proj.Dispose(); Fc1.Dispose(); Fc2.Dispose(); }
+    }
+
+    public VitEngine(VitWeights weights, EngineOptions? options = null)
+    {
+        Weights = weights;
+        Config = weights.Config;
+        Options = options ?? new EngineOptions();
+        if (Options.Threads < 1) throw new ArgumentOutOfRangeException(nameof(options), Options.Threads, "thread count must be at least 1");
+        Simd = Options.Simd ?? SimdLevels.Best;
+        SimdLevels.EnsureSupported(Simd);
+        LastStats = new ForwardStats(Config.Depth);
+
+        var c = Config;
+        _patch = PackedMatrix.FromLinear(weights.PatchEmbed.Weight, c.PatchVectorLength, c.EmbedDim, weights.PatchEmbed.Bias, Simd);
+        _head = PackedMatrix.FromLinear(weights.Head.Weight, c.EmbedDim, c.Classes, weights.Head.Bias, Simd);
+        if (weights.HeadDistillation is { } hd) _headDist = PackedMatrix.FromLinear(hd.Weight, c.EmbedDim, c.Classes, hd.Bias, Simd);
+        _blocks = weights.Blocks.Select(b => new PackedBlock(b, Simd)).ToArray();
+        _pool = new WorkerPool(Options.Threads);
+        _ws = new Workspace(c, Simd, Options.Threads);
+    }
+
+    /// <summary>Dense forward pass. <paramref name="imageChw"/>: normalised [3, H, W]; writes Classes logits.</summary>
+    public ForwardStats Infer(ReadOnlySpan<float> imageChw, Span<float> logits) => Infer(imageChw, logits, default);
+
+    /// <summary>
+    /// Forward pass with threshold pruning: after block l's attention, a non-prefix token survives iff its
+    /// class-attention score (CLS row of the attention, averaged over heads) is above thresholds[l].
+    /// Survivors are compacted in order; dropped tokens stay dropped. Empty thresholds = dense.
+    /// </summary>
+    public ForwardStats Infer(ReadOnlySpan<float> imageChw, Span<float> logits, ReadOnlySpan<float> thresholds)
+    {
+        var c = Config;
+        int expected = c.InChannels * c.ImageSize * c.ImageSize;
+        if (imageChw.Length != expected) throw new ArgumentException($"input has {imageChw.Length} values, expected {c.InChannels}x{c.ImageSize}x{c.ImageSize}");
+        if (logits.Length < c.Classes) throw new ArgumentException($"logits span holds {logits.Length}, expected {c.Classes}");
+        if (!thresholds.IsEmpty && thresholds.Length != c.Depth) throw new ArgumentException($"{thresholds.Length} thresholds for {c.Depth} blocks");
+
+        var stats = LastStats;
+        long macs = 0;
+        int d = c.EmbedDim, n = c.Tokens;
+        fixed (float* img = imageChw)
+        {
+            macs += Embed(img);
+            for (int l = 0; l < c.Depth; l++)
+            {
+                var blk = _blocks[l];
+                // --- attention: x += proj(MSA(LN1(x)))
+                LayerNormRows(_ws.X, _ws.Xn, n, blk.Weights.Norm1);
+                Gemm.Multiply(_ws.Xn, d, n, blk.Qkv, _ws.Qkv, 3 * d, pool: _pool);
+                Attention(n);
+                Gemm.Multiply(_ws.AttnOut, d, n, blk.Proj, _ws.X, d, accumulate: true, pool: _pool);
+                macs += 4L * n * d * d + 2L * n * n * d;
+
+                // --- token pruning on class attention (no sort: a threshold and an in-order compaction)
+                if (!thresholds.IsEmpty && !float.IsNegativeInfinity(thresholds[l]) && !float.IsNaN(thresholds[l]))
+                    n = PruneTokens(n, thresholds[l]);
+                stats.TokensPerBlock[l] = n;
+
+                // --- MLP: x += fc2(GELU(fc1(LN2(x))))
+                LayerNormRows(_ws.X, _ws.Xn, n, blk.Weights.Norm2);
+                Gemm.Multiply(_ws.Xn, d, n, blk.Fc1, _ws.Hidden, c.MlpDim, epilogue: GemmEpilogue.Gelu, pool: _pool);
+                Gemm.Multiply(_ws.Hidden, c.MlpDim, n, blk.Fc2, _ws.X, d, accumulate: true, pool: _pool);
+                macs += 2L * n * d * c.MlpDim;
+            }
+            macs += Classify(logits);
+        }
+        stats.MultiplyAdds = macs;
+        return stats;
+    }
+
+    /// <summary>Patch embedding (im2col + GEMM onto the position embedding) and the prefix tokens.</summary>
+    private long Embed(float* img)
+    {
+        var c = Config;
+        int d = c.EmbedDim, p = c.PatchSize, g = c.GridSize, size = c.ImageSize, pvl = c.PatchVectorLength;
+        float* patches = _ws.Patches;
+        // im2col in the conv kernel's (channel, ky, kx) order: each patch row is p contiguous floats.
+        for (int gy = 0; gy < g; gy++)
+            for (int gx = 0; gx < g; gx++)
+            {
+                float* dst = patches + (long)(gy * g + gx) * pvl;
+                for (int ch = 0; ch < c.InChannels; ch++)
+                    for (int ky = 0; ky < p; ky++, dst += p)
+                        new ReadOnlySpan<float>(img + ((long)ch * size + gy * p + ky) * size + gx * p, p).CopyTo(new Span<float>(dst, p));
+            }
+        // x = pos_embed, then x[prefix..] += patches * W + b; prefix rows add their learned tokens.
+        Weights.PositionEmbedding.AsSpan().CopyTo(new Span<float>(_ws.X, c.Tokens * d));
+        Gemm.Multiply(patches, pvl, c.Patches, _patch, _ws.X + (long)c.PrefixTokens * d, d, accumulate: true, pool: _pool);
+        AddInto(_ws.X, Weights.ClassToken);
+        if (Weights.DistillationToken is { } dist) AddInto(_ws.X + d, dist);
+        return (long)c.Patches * pvl * d;
+    }
+
+    private static void AddInto(float* dst, float[] src)
+    {
+        for (int i = 0; i < src.Length; i++) dst[i] += src[i];
+    }
+
+    private long Classify(Span<float> logits)
+    {
+        var c = Config;
+        int d = c.EmbedDim;
+        LayerNormRows(_ws.X, _ws.Xn, c.PrefixTokens, Weights.FinalNorm);
+        Gemm.Multiply(_ws.Xn, d, 1, _head, _ws.Logits, c.Classes);
+        if (_headDist is not null)
+        {
+            // Distilled DeiT at inference: the mean of the class head and the distillation head.
+            Gemm.Multiply(_ws.Xn + d, d, 1, _headDist, _ws.Logits2, c.Classes);
+            for (int i = 0; i < c.Classes; i++) _ws.Logits[i] = 0.5f * (_ws.Logits[i] + _ws.Logits2[i]);
+        }
+        new ReadOnlySpan<float>(_ws.Logits, c.Classes).CopyTo(logits);
+        return (long)d * c.Classes * (_headDist is null ? 1 : 2);
+    }
+
+    private void LayerNormRows(float* x, float* y, int rows, Norm norm)
+    {
+        int d = Config.EmbedDim;
+        fixed (float* g = norm.Gamma, b = norm.Beta)
+            for (int r = 0; r < rows; r++)
+                Elementwise.LayerNorm(Simd, x + (long)r * d, y + (long)r * d, d, g, b, Config.LayerNormEps);
+    }
+
+    /// <summary>
+    /// Keeps prefix tokens and every token whose head-averaged class attention exceeds the threshold,
+    /// moving survivors up in order (in place: the write index never passes the read index).
+    /// </summary>
+    private int PruneTokens(int n, float threshold)
+    {
+        var c = Config;
+        int d = c.EmbedDim, kept = c.PrefixTokens;
+        float* score = _ws.ClassScore;
+        for (int t = c.PrefixTokens; t < n; t++)
+        {
+            if (!(score[t] > threshold)) continue;
+            if (kept != t) new ReadOnlySpan<float>(_ws.X + (long)t * d, d).CopyTo(new Span<float>(_ws.X + (long)kept * d, d));
+            kept++;
+        }
+        return kept;
+    }
+
+    public void Dispose()
+    {
+        _pool.Dispose();
+        _patch.Dispose(); _head.Dispose(); _headDist?.Dispose();
+        foreach (var b in _blocks) b.Dispose();
+        _ws.Dispose();
+    }
+}

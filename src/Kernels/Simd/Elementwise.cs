@@ -1,0 +1,133 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace EdgeViT.Kernels.Simd;
+
+/// <summary>
+/// Row-wise kernels of the transformer (LayerNorm, GELU, softmax), each written once over
+/// <see cref="IVectorOps{TV}"/>: a vector main loop and a tail through <see cref="ScalarOps"/> (same math).
+/// Public entry points dispatch on <see cref="SimdLevel"/>.
+/// </summary>
+public static unsafe class Elementwise
+{
+    // ---- dispatch -------------------------------------------------------------------------------------------
+    public static void LayerNorm(SimdLevel level, float* x, float* y, int n, float* gamma, float* beta, float eps)
+    {
+        switch (level)
+        {
+            case SimdLevel.Vector512: LayerNorm<V512Ops, Vector512<float>>(x, y, n, gamma, beta, eps); break;
+            case SimdLevel.Vector256: LayerNorm<V256Ops, Vector256<float>>(x, y, n, gamma, beta, eps); break;
+            case SimdLevel.Vector128: LayerNorm<V128Ops, Vector128<float>>(x, y, n, gamma, beta, eps); break;
+            default: LayerNorm<ScalarOps, float>(x, y, n, gamma, beta, eps); break;
+        }
+    }
+
+    public static void Gelu(SimdLevel level, float* x, int n)
+    {
+        switch (level)
+        {
+            case SimdLevel.Vector512: Gelu<V512Ops, Vector512<float>>(x, n); break;
+            case SimdLevel.Vector256: Gelu<V256Ops, Vector256<float>>(x, n); break;
+            case SimdLevel.Vector128: Gelu<V128Ops, Vector128<float>>(x, n); break;
+            default: Gelu<ScalarOps, float>(x, n); break;
+        }
+    }
+
+    /// <summary>In place: x = softmax(x * scale) over n elements.</summary>
+    public static void Softmax(SimdLevel level, float* x, int n, float scale)
+    {
+        switch (level)
+        {
+            case SimdLevel.Vector512: Softmax<V512Ops, Vector512<float>>(x, n, scale); break;
+            case SimdLevel.Vector256: Softmax<V256Ops, Vector256<float>>(x, n, scale); break;
+            case SimdLevel.Vector128: Softmax<V128Ops, Vector128<float>>(x, n, scale); break;
+            default: Softmax<ScalarOps, float>(x, n, scale); break;
+        }
+    }
+
+    // ---- generic bodies -------------------------------------------------------------------------------------
+    public static void LayerNorm<TOps, TV>(float* x, float* y, int n, float* gamma, float* beta, float eps)
+        where TOps : IVectorOps<TV> where TV : unmanaged
+    {
+        int w = TOps.Count, i = 0;
+        TV acc = TOps.Zero;
+        for (; i <= n - w; i += w) acc = TOps.Add(acc, TOps.Load(x + i));
+        float sum = TOps.Sum(acc);
+        for (; i < n; i++) sum += x[i];
+        float mean = sum / n;
+
+        // Two-pass variance: activations of late blocks have large means, where E[x^2]-E[x]^2 loses digits.
+        TV m = TOps.Broadcast(mean);
+        acc = TOps.Zero;
+        for (i = 0; i <= n - w; i += w) { var d = TOps.Sub(TOps.Load(x + i), m); acc = TOps.Fma(d, d, acc); }
+        float sq = TOps.Sum(acc);
+        for (; i < n; i++) { float d = x[i] - mean; sq += d * d; }
+        float rstd = 1f / MathF.Sqrt(sq / n + eps);
+
+        TV r = TOps.Broadcast(rstd);
+        for (i = 0; i <= n - w; i += w)
+        {
+            var v = TOps.Mul(TOps.Sub(TOps.Load(x + i), m), r);
+            TOps.Store(y + i, TOps.Fma(v, TOps.Load(gamma + i), TOps.Load(beta + i)));
+        }
+        for (; i < n; i++) y[i] = (x[i] - mean) * rstd * gamma[i] + beta[i];
+    }
+
+    public static void Gelu<TOps, TV>(float* x, int n) where TOps : IVectorOps<TV> where TV : unmanaged
+    {
+        int w = TOps.Count, i = 0;
+        for (; i <= n - w; i += w) TOps.Store(x + i, Gelu<TOps, TV>(TOps.Load(x + i)));
+        for (; i < n; i++) x[i] = Gelu<ScalarOps, float>(x[i]);
+    }
+
+    /// <summary>
+    /// Exact GELU, 0.5 x (1 + erf(x/sqrt 2)), as timm's nn.GELU. erfc uses the Chebyshev-fitted form
+    /// t exp(-z^2 + P(t)), t = 1/(1 + z/2) (Numerical Recipes' erfcc, relative error below 1.2e-7).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static TV Gelu<TOps, TV>(TV x) where TOps : IVectorOps<TV> where TV : unmanaged
+    {
+        TV z = TOps.Mul(TOps.Abs(x), TOps.Broadcast(0.70710678118654752f));
+        TV t = TOps.Div(TOps.Broadcast(1f), TOps.Fma(z, TOps.Broadcast(0.5f), TOps.Broadcast(1f)));
+        TV p = TOps.Broadcast(0.17087277f);
+        p = TOps.Fma(p, t, TOps.Broadcast(-0.82215223f));
+        p = TOps.Fma(p, t, TOps.Broadcast(1.48851587f));
+        p = TOps.Fma(p, t, TOps.Broadcast(-1.13520398f));
+        p = TOps.Fma(p, t, TOps.Broadcast(0.27886807f));
+        p = TOps.Fma(p, t, TOps.Broadcast(-0.18628806f));
+        p = TOps.Fma(p, t, TOps.Broadcast(0.09678418f));
+        p = TOps.Fma(p, t, TOps.Broadcast(0.37409196f));
+        p = TOps.Fma(p, t, TOps.Broadcast(1.00002368f));
+        p = TOps.Fma(p, t, TOps.Broadcast(-1.26551223f));
+        // exp(-z^2 + p): clamp so large |x| gives erfc -> 0 instead of NaN from inf*0.
+        TV e = TOps.Exp(TOps.Max(TOps.Sub(p, TOps.Mul(z, z)), TOps.Broadcast(-88f)));
+        TV erfc = TOps.Mul(t, e);
+        TV erf = TOps.CopySign(TOps.Sub(TOps.Broadcast(1f), erfc), x);
+        return TOps.Mul(TOps.Mul(x, TOps.Broadcast(0.5f)), TOps.Add(TOps.Broadcast(1f), erf));
+    }
+
+    public static void Softmax<TOps, TV>(float* x, int n, float scale) where TOps : IVectorOps<TV> where TV : unmanaged
+    {
+        int w = TOps.Count, i = 0;
+        TV mv = TOps.Broadcast(float.NegativeInfinity);
+        for (; i <= n - w; i += w) mv = TOps.Max(mv, TOps.Load(x + i));
+        float max = TOps.MaxAcross(mv);
+        for (; i < n; i++) max = MathF.Max(max, x[i]);
+
+        // exp((x - max) * scale): the scale (1/sqrt(head dim)) is folded in here rather than into Q.
+        TV s = TOps.Broadcast(scale), offs = TOps.Broadcast(-max * scale), acc = TOps.Zero;
+        for (i = 0; i <= n - w; i += w)
+        {
+            var e = TOps.Exp(TOps.Fma(TOps.Load(x + i), s, offs));
+            TOps.Store(x + i, e);
+            acc = TOps.Add(acc, e);
+        }
+        float sum = TOps.Sum(acc);
+        for (; i < n; i++) { float e = MathF.Exp(MathF.FusedMultiplyAdd(x[i], scale, -max * scale)); x[i] = e; sum += e; }
+
+        TV inv = TOps.Broadcast(1f / sum);
+        for (i = 0; i <= n - w; i += w) TOps.Store(x + i, TOps.Mul(TOps.Load(x + i), inv));
+        float invS = 1f / sum;
+        for (; i < n; i++) x[i] *= invS;
+    }
+}

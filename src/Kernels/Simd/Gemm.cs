@@ -1,0 +1,184 @@
+using System.Runtime.Intrinsics;
+using EdgeViT.Kernels.Parallel;
+
+namespace EdgeViT.Kernels.Simd;
+
+public enum GemmEpilogue { None, Gelu }
+
+/// <summary>
+/// C[M x N] = A[M x K] * B + bias (or C += ..., for residual connections), optionally followed by GELU,
+/// with B pre-packed (<see cref="PackedMatrix"/>). Blocking: K in slices of <see cref="KBlock"/> so a
+/// panel slice stays in L1 while every row block of A streams past it; threads split the N panels
+/// (or the rows, when there are too few panels to go round).
+/// </summary>
+public static unsafe class Gemm
+{
+    /// <summary>K slice: 256 x 32 floats = 32 KiB of B panel, within L1 on the cores we target.</summary>
+    public const int KBlock = 256;
+
+    public static int VectorWidth(SimdLevel level) => level switch
+    {
+        SimdLevel.Vector512 => 16,
+        SimdLevel.Vector256 => 8,
+        SimdLevel.Vector128 => 4,
+        _ => 1,
+    };
+
+    /// <summary>Columns per packed panel: two vectors.</summary>
+    public static int PanelWidth(SimdLevel level) => 2 * VectorWidth(level);
+
+    /// <summary>Rows per microkernel call: 12 (24 accumulators) where the ISA has 32 vector registers, else 6.</summary>
+    public static int RowBlock(SimdLevel level) =>
+        level == SimdLevel.Scalar ? 4
+        : System.Runtime.Intrinsics.X86.Avx512F.IsSupported || System.Runtime.Intrinsics.Arm.AdvSimd.Arm64.IsSupported ? 12 : 6;
+
+    /// <summary>Multiply by a packed weight matrix, threaded over <paramref name="pool"/> when given.</summary>
+    public static void Multiply(float* a, int lda, int m, PackedMatrix b, float* c, int ldc,
+        bool accumulate = false, GemmEpilogue epilogue = GemmEpilogue.None, WorkerPool? pool = null)
+    {
+        var job = new Job
+        {
+            A = a, Lda = lda, M = m, B = b.Data.Pointer, Bias = b.Bias.Pointer, K = b.K, N = b.N,
+            C = c, Ldc = ldc, Accumulate = accumulate, Epilogue = epilogue, Level = b.Level,
+        };
+        Run(ref job, pool);
+    }
+
+    /// <summary>
+    /// Multiply by B already packed into panels at <paramref name="bPanels"/> (see <see cref="PackRowMajor"/>),
+    /// e.g. attention's K^T and V packed per image. bias may be null.
+    /// </summary>
+    public static void MultiplyPacked(SimdLevel level, float* a, int lda, int m, float* bPanels, float* bias, int k, int n,
+        float* c, int ldc, bool accumulate = false, WorkerPool? pool = null)
+    {
+        var job = new Job
+        {
+            A = a, Lda = lda, M = m, B = bPanels, Bias = bias, K = k, N = n,
+            C = c, Ldc = ldc, Accumulate = accumulate, Epilogue = GemmEpilogue.None, Level = level,
+        };
+        Run(ref job, pool);
+    }
+
+    /// <summary>Packs row-major B [k x n] (row stride ldb) into panels of width w at dst; pads with zeros.</summary>
+    public static void PackRowMajor(float* b, int ldb, int k, int n, int w, float* dst)
+    {
+        int panels = (n + w - 1) / w;
+        for (int p = 0; p < panels; p++)
+        {
+            int n0 = p * w, cols = Math.Min(w, n - n0);
+            float* d = dst + (long)p * k * w;
+            for (int kk = 0; kk < k; kk++, d += w)
+            {
+                new ReadOnlySpan<float>(b + (long)kk * ldb + n0, cols).CopyTo(new Span<float>(d, cols));
+                if (cols < w) new Span<float>(d + cols, w - cols).Clear();
+            }
+        }
+    }
+
+    /// <summary>
+    /// Packs the transpose of row-major X [n x k] (row stride ldx) as B = X^T [k x n] into panels of width w:
+    /// how attention turns K [tokens x head dim] into the right operand of Q K^T.
+    /// </summary>
+    public static void PackTransposed(float* x, int ldx, int n, int k, int w, float* dst)
+    {
+        int panels = (n + w - 1) / w;
+        for (int p = 0; p < panels; p++)
+        {
+            float* d = dst + (long)p * k * w;
+            int n0 = p * w, cols = Math.Min(w, n - n0);
+            for (int j = 0; j < cols; j++)
+            {
+                float* src = x + (long)(n0 + j) * ldx;
+                for (int kk = 0; kk < k; kk++) d[kk * w + j] = src[kk];
+            }
+            for (int j = cols; j < w; j++)
+                for (int kk = 0; kk < k; kk++) d[kk * w + j] = 0f;
+        }
+    }
+
+    /// <summary>Floats needed to pack a [k x n] B at this level.</summary>
+    public static long PackedLength(SimdLevel level, int k, int n)
+    {
+        int w = PanelWidth(level);
+        return (long)((n + w - 1) / w) * w * k;
+    }
+
+    private struct Job
+    {
+        public float* A, B, Bias, C;
+        public int Lda, Ldc, M, K, N;
+        public bool Accumulate;
+        public GemmEpilogue Epilogue;
+        public SimdLevel Level;
+        public int Panels, PanelsPerTask, RowsPerTask, TasksAlongN;
+    }
+
+    private static void Run(ref Job job, WorkerPool? pool)
+    {
+        int w = PanelWidth(job.Level), mr = RowBlock(job.Level);
+        job.Panels = (job.N + w - 1) / w;
+        int threads = pool?.Threads ?? 1;
+        long work = (long)job.M * job.N * job.K;
+        if (threads == 1 || work < 64 * 1024)
+        {
+            RunRange(ref job, 0, job.Panels, 0, job.M);
+            return;
+        }
+        // Prefer splitting panels (each thread keeps its own B in cache); add row splits until every thread has work.
+        int alongN = Math.Min(job.Panels, threads);
+        int alongM = (threads + alongN - 1) / alongN;
+        if (job.Panels < 2 * threads && job.M >= 4 * mr) alongM = Math.Max(alongM, 2 * threads / alongN);
+        job.TasksAlongN = alongN;
+        job.PanelsPerTask = (job.Panels + alongN - 1) / alongN;
+        int rowBlocks = (job.M + mr - 1) / mr;
+        job.RowsPerTask = (rowBlocks + alongM - 1) / alongM * mr;
+        int tasksAlongM = (job.M + job.RowsPerTask - 1) / job.RowsPerTask;
+        fixed (Job* j = &job) pool!.Run(alongN * tasksAlongM, &RunTask, j);
+    }
+
+    private static void RunTask(void* ctx, int task, int worker)
+    {
+        ref Job job = ref *(Job*)ctx;
+        int pn = task % job.TasksAlongN, pm = task / job.TasksAlongN;
+        int p0 = pn * job.PanelsPerTask, p1 = Math.Min(job.Panels, p0 + job.PanelsPerTask);
+        int m0 = pm * job.RowsPerTask, m1 = Math.Min(job.M, m0 + job.RowsPerTask);
+        if (p0 < p1 && m0 < m1) RunRange(ref job, p0, p1, m0, m1);
+    }
+
+    private static void RunRange(ref Job job, int p0, int p1, int m0, int m1)
+    {
+        switch (job.Level)
+        {
+            case SimdLevel.Vector512: RunRange<V512Ops, Vector512<float>>(ref job, p0, p1, m0, m1); break;
+            case SimdLevel.Vector256: RunRange<V256Ops, Vector256<float>>(ref job, p0, p1, m0, m1); break;
+            case SimdLevel.Vector128: RunRange<V128Ops, Vector128<float>>(ref job, p0, p1, m0, m1); break;
+            default: RunRange<ScalarOps, float>(ref job, p0, p1, m0, m1); break;
+        }
+    }
+
+    private static void RunRange<TOps, TV>(ref Job job, int p0, int p1, int m0, int m1)
+        where TOps : IVectorOps<TV> where TV : unmanaged
+    {
+        int w = 2 * TOps.Count, mr = RowBlock(job.Level);
+        for (int kb = 0; kb < job.K; kb += KBlock)
+        {
+            int kc = Math.Min(KBlock, job.K - kb);
+            bool first = kb == 0, last = kb + kc >= job.K;
+            for (int p = p0; p < p1; p++)
+            {
+                float* bp = job.B + (long)p * job.K * w + (long)kb * w;
+                float* bias = first && job.Bias != null ? job.Bias + p * w : null;
+                int cols = Math.Min(w, job.N - p * w);
+                for (int m = m0; m < m1; m += mr)
+                {
+                    int rows = Math.Min(mr, m1 - m);
+                    float* cp = job.C + (long)m * job.Ldc + p * w;
+                    GemmMicrokernel<TOps, TV>.Tile(rows, job.A + (long)m * job.Lda + kb, job.Lda, bp, cp, job.Ldc, kc,
+                        bias, !first || job.Accumulate, cols);
+                    if (last && job.Epilogue == GemmEpilogue.Gelu)
+                        for (int r = 0; r < rows; r++) Elementwise.Gelu<TOps, TV>(cp + (long)r * job.Ldc, cols);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,72 @@
+using EdgeViT.Kernels.Engine;
+using EdgeViT.Kernels.Model;
+using EdgeViT.Kernels.Simd;
+using Xunit;
+
+namespace EdgeViT.Tests.Kernels;
+
+public class VitEngineTests
+{
+    public static TheoryData<SimdLevel, int> LevelsAndThreads()
+    {
+        var d = new TheoryData<SimdLevel, int>();
+        foreach (var l in SimdLevels.Supported) { d.Add(l, 1); d.Add(l, 3); }
+        return d;
+    }
+
+    // A small ViT whose shapes exercise every remainder: 2 heads of 24, 50 tokens, MLP 72, 10 classes.
+    internal static readonly VitConfig Small = new(EmbedDim: 48, Depth: 3, Heads: 2, PatchSize: 4, ImageSize: 28, Classes: 10, MlpDim: 72, HasDistillationToken: false);
+
+    internal static float[] RandomImage(VitConfig c, int seed) => Reference.RandomArray(new Random(seed), c.InChannels * c.ImageSize * c.ImageSize, 2.0);
+
+    [Theory, MemberData(nameof(LevelsAndThreads))]
+    public void DenseForwardMatchesDoubleReference(SimdLevel level, int threads)
+    {
+        foreach (var config in new[] { Small, Small with { HasDistillationToken = true, Heads = 3, EmbedDim = 36 } })
+        {
+            var w = VitWeights.Random(config, seed: 7);
+            var img = RandomImage(config, 3);
+            var expect = ReferenceVit.Forward(w, img);
+            using var engine = new VitEngine(w, new EngineOptions(threads, level));
+            var logits = new float[config.Classes];
+            var stats = engine.Infer(img, logits);
+            for (int i = 0; i < logits.Length; i++)
+                Assert.True(Math.Abs(logits[i] - expect.Logits[i]) < 2e-4 * (1 + Math.Abs(expect.Logits[i])),
+                    $"{level} T={threads} dist={config.HasDistillationToken}: logit {i} = {logits[i]}, reference {expect.Logits[i]}");
+            Assert.Equal(expect.MultiplyAdds, stats.MultiplyAdds);
+            Assert.All(stats.TokensPerBlock, n => Assert.Equal(config.Tokens, n));
+        }
+    }
+
+    [Theory, MemberData(nameof(LevelsAndThreads))]
+    public void PrunedForwardMatchesDoubleReference(SimdLevel level, int threads)
+    {
+        var w = VitWeights.Random(Small, seed: 11);
+        var img = RandomImage(Small, 5);
+        // Uniform attention is 1/50; thresholds around it drop a real share of tokens per block.
+        float[] thresholds = [0.019f, float.NegativeInfinity, 0.021f];
+        var expect = ReferenceVit.Forward(w, img, thresholds);
+        using var engine = new VitEngine(w, new EngineOptions(threads, level));
+        var logits = new float[Small.Classes];
+        var stats = engine.Infer(img, logits, thresholds);
+        Assert.Equal(expect.TokensPerBlock, stats.TokensPerBlock);
+        Assert.True(stats.TokensPerBlock[^1] < Small.Tokens, "the thresholds should prune something");
+        Assert.Equal(expect.MultiplyAdds, stats.MultiplyAdds);
+        for (int i = 0; i < logits.Length; i++)
+            Assert.True(Math.Abs(logits[i] - expect.Logits[i]) < 2e-4 * (1 + Math.Abs(expect.Logits[i])),
+                $"{level} T={threads}: logit {i} = {logits[i]}, reference {expect.Logits[i]}");
+    }
+
+    [Fact]
+    public void InferAllocatesNothingAfterWarmUp()
+    {
+        var w = VitWeights.Random(Small, seed: 1);
+        var img = RandomImage(Small, 1);
+        using var engine = new VitEngine(w, new EngineOptions(2));
+        var logits = new float[Small.Classes];
+        engine.Infer(img, logits);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 5; i++) engine.Infer(img, logits, [0.01f, 0.02f, 0.02f]);
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
+}

@@ -3,11 +3,14 @@ using EdgeViT.Bench;
 
 // edgevit-bench gemm [--threads T] [--simd LEVEL]
 string cmd = args.Length > 0 ? args[0] : "gemm";
-int threads = ArgInt("--threads", 1);
 var level = Arg("--simd") is { } s ? SimdLevels.Parse(s) : SimdLevels.Best;
 switch (cmd)
 {
-    case "gemm": GemmBench.Run(threads, level, Console.Out); break;
+    case "gemm": GemmBench.Run(ArgInt("--threads", 1), level, Console.Out); break;
+    case "models":
+        ModelBench.Run(Arg("--threads") is { } t ? t.Split(',').Select(int.Parse).ToArray() : [1, 2], level,
+            (Arg("--sizes") ?? "tiny,small,base").Split(','), Console.Out);
+        break;
     default: Console.Error.WriteLine($"edgevit-bench: error: unknown command '{cmd}' (gemm, models)"); return 2;
 }
 return 0;

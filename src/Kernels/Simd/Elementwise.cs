@@ -33,6 +33,25 @@ public static unsafe class Elementwise
         }
     }
 
+    /// <summary>grad[i] *= GELU'(pre[i]): the backward of GELU for the calibration pass.</summary>
+    public static void GeluBackward(SimdLevel level, float* pre, float* grad, int n)
+    {
+        switch (level)
+        {
+            case SimdLevel.Vector512: GeluBackward<V512Ops, Vector512<float>>(pre, grad, n); break;
+            case SimdLevel.Vector256: GeluBackward<V256Ops, Vector256<float>>(pre, grad, n); break;
+            case SimdLevel.Vector128: GeluBackward<V128Ops, Vector128<float>>(pre, grad, n); break;
+            default: GeluBackward<ScalarOps, float>(pre, grad, n); break;
+        }
+    }
+
+    public static void GeluBackward<TOps, TV>(float* pre, float* grad, int n) where TOps : IVectorOps<TV> where TV : unmanaged
+    {
+        int w = TOps.Count, i = 0;
+        for (; i <= n - w; i += w) TOps.Store(grad + i, TOps.Mul(TOps.Load(grad + i), GeluDerivative<TOps, TV>(TOps.Load(pre + i))));
+        for (; i < n; i++) grad[i] *= GeluDerivative<ScalarOps, float>(pre[i]);
+    }
+
     /// <summary>In place: x = softmax(x * scale) over n elements.</summary>
     public static void Softmax(SimdLevel level, float* x, int n, float scale)
     {
@@ -80,12 +99,24 @@ public static unsafe class Elementwise
         for (; i < n; i++) x[i] = Gelu<ScalarOps, float>(x[i]);
     }
 
+    /// <summary>Exact GELU, x * Phi(x), as timm's nn.GELU.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static TV Gelu<TOps, TV>(TV x) where TOps : IVectorOps<TV> where TV : unmanaged => TOps.Mul(x, Phi<TOps, TV>(x));
+
+    /// <summary>d GELU / dx = Phi(x) + x phi(x), for the calibration backward pass.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static TV GeluDerivative<TOps, TV>(TV x) where TOps : IVectorOps<TV> where TV : unmanaged
+    {
+        TV pdf = TOps.Mul(TOps.Exp(TOps.Mul(TOps.Mul(x, x), TOps.Broadcast(-0.5f))), TOps.Broadcast(0.3989422804014327f));
+        return TOps.Fma(x, pdf, Phi<TOps, TV>(x));
+    }
+
     /// <summary>
-    /// Exact GELU, 0.5 x (1 + erf(x/sqrt 2)), as timm's nn.GELU. erfc uses the Chebyshev-fitted form
+    /// The standard normal CDF, 0.5 (1 + erf(x/sqrt 2)). erfc uses the Chebyshev-fitted form
     /// t exp(-z^2 + P(t)), t = 1/(1 + z/2) (Numerical Recipes' erfcc, relative error below 1.2e-7).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static TV Gelu<TOps, TV>(TV x) where TOps : IVectorOps<TV> where TV : unmanaged
+    public static TV Phi<TOps, TV>(TV x) where TOps : IVectorOps<TV> where TV : unmanaged
     {
         TV z = TOps.Mul(TOps.Abs(x), TOps.Broadcast(0.70710678118654752f));
         TV t = TOps.Div(TOps.Broadcast(1f), TOps.Fma(z, TOps.Broadcast(0.5f), TOps.Broadcast(1f)));
@@ -103,7 +134,7 @@ public static unsafe class Elementwise
         TV e = TOps.Exp(TOps.Max(TOps.Sub(p, TOps.Mul(z, z)), TOps.Broadcast(-88f)));
         TV erfc = TOps.Mul(t, e);
         TV erf = TOps.CopySign(TOps.Sub(TOps.Broadcast(1f), erfc), x);
-        return TOps.Mul(TOps.Mul(x, TOps.Broadcast(0.5f)), TOps.Add(TOps.Broadcast(1f), erf));
+        return TOps.Mul(TOps.Broadcast(0.5f), TOps.Add(TOps.Broadcast(1f), erf));
     }
 
     public static void Softmax<TOps, TV>(float* x, int n, float scale) where TOps : IVectorOps<TV> where TV : unmanaged

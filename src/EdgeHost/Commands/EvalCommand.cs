@@ -1,0 +1,141 @@
+using System.CommandLine;
+using System.Diagnostics;
+using EdgeViT.Host.Evaluation;
+using EdgeViT.Host.Output;
+using EdgeViT.Kernels.Engine;
+using EdgeViT.Kernels.Imaging;
+
+namespace EdgeViT.Host.Commands;
+
+/// <summary>
+/// <c>edgevit eval --model FILE --images DIR --synsets FILE [--limit N]</c>: top-1/top-5 accuracy over a labelled
+/// folder (labels from the file-name synset prefix) and per-image timing of the engine's Infer call.
+/// </summary>
+public static class EvalCommand
+{
+    public static Command Create(TextWriter stdout)
+    {
+        var model = CommonOptions.Model("Model weights (.safetensors or .onnx).");
+        var images = new Option<string>("--images")
+        {
+            Description = "Folder of images named <synset>_<words>.<ext>, evaluated in file-name order.",
+            Required = true,
+            HelpName = "DIR",
+        };
+        var synsets = new Option<string>("--synsets")
+        {
+            Description = "Synsets file: line i = \"nXXXXXXXX words\" of class i.",
+            Required = true,
+            HelpName = "FILE",
+        };
+        var limit = CommonOptions.IntInRange(new Option<int?>("--limit", "-n")
+        {
+            Description = "Evaluate only the first N images.",
+            HelpName = "N",
+        }, 1);
+        var threads = CommonOptions.Threads();
+        var prefetch = CommonOptions.IntInRange(new Option<int>("--prefetch")
+        {
+            Description = "Images decoded ahead on a background thread while the engine runs (0 = decode inline).",
+            DefaultValueFactory = _ => 2,
+            HelpName = "N",
+        }, 0, 64);
+        var simd = CommonOptions.Simd();
+        var json = CommonOptions.Json();
+
+        var command = new Command("eval", "Top-1/top-5 accuracy and speed over a labelled image folder.")
+        {
+            model, images, synsets, limit, threads, prefetch, simd, json,
+        };
+        command.SetAction(parse => Run(stdout, new EvalArgs(
+            parse.GetRequiredValue(model), parse.GetRequiredValue(images), parse.GetRequiredValue(synsets), parse.GetValue(limit),
+            parse.GetValue(threads), parse.GetValue(prefetch), CommonOptions.ParseSimd(parse.GetValue(simd)), parse.GetValue(json))));
+        return command;
+    }
+
+    public sealed record EvalArgs(string Model, string Images, string Synsets, int? Limit, int Threads, int Prefetch,
+        Kernels.Simd.SimdLevel? Simd, bool Json);
+
+    public static int Run(TextWriter stdout, EvalArgs a)
+    {
+        long wallStart = Stopwatch.GetTimestamp();
+
+        // Everything that can be checked before loading the model comes first: the folder, the synsets, every label.
+        Inputs.RequireFile(a.Model, "model file");
+        var paths = ImageFolder.List(a.Images, a.Limit);
+        var synsets = SynsetTable.Load(a.Synsets);
+        var labels = paths.Select(p => ImageLabels.ClassOf(p, synsets)).ToArray();
+
+        var weights = Inputs.LoadModel(a.Model);
+        var config = weights.Config;
+        if (synsets.Count != config.Classes)
+            throw new InputException($"{a.Synsets} lists {synsets.Count} classes but the model has {config.Classes}");
+
+        using var engine = new VitEngine(weights, new EngineOptions(a.Threads, a.Simd));
+        var preprocessor = new ImagePreprocessor(Inputs.PreprocessFor(config));
+        var logits = new float[config.Classes];
+        var best = new int[Math.Min(5, config.Classes)];
+        int n = paths.Count, correct1 = 0, correct5 = 0;
+        var inferMs = new double[n];
+        var decodeMs = new double[n];
+        var preprocessMs = new double[n];
+        double gflopsSum = 0;
+
+        if (!a.Json)
+            stdout.WriteLine($"model {a.Model} ({config.Describe()}), simd {engine.Simd}, threads {a.Threads}, {n} images");
+
+        using (var pipeline = new PreprocessPipeline(paths, preprocessor, a.Prefetch))
+        {
+            for (int i = 0; i < n; i++)
+            {
+                var item = pipeline.Next();
+                long t0 = Stopwatch.GetTimestamp();
+                var stats = engine.Infer(item.Chw, logits);
+                inferMs[i] = Inputs.Ms(t0, Stopwatch.GetTimestamp());
+                gflopsSum += stats.GFlops;
+                decodeMs[i] = item.DecodeMs;
+                preprocessMs[i] = item.PreprocessMs;
+                pipeline.Return(item);
+
+                int k = Ranking.TopK(logits, best);
+                if (k > 0 && best[0] == labels[i]) correct1++;
+                if (best.AsSpan(0, k).Contains(labels[i])) correct5++;
+
+                if (!a.Json && ((i + 1) % 100 == 0 || i + 1 == n))
+                    stdout.WriteLine($"  {i + 1,5}/{n}  top-1 {100.0 * correct1 / (i + 1),6:F2} %  top-5 {100.0 * correct5 / (i + 1),6:F2} %");
+            }
+        }
+
+        double wall = Inputs.Ms(wallStart, Stopwatch.GetTimestamp()) / 1000.0;
+        var r = JsonOutput.Round;
+        var report = new EvalReport(
+            a.Model, config.Describe(), a.Images, a.Synsets, a.Threads, engine.Simd.ToString(), a.Prefetch,
+            Images: n,
+            Top1: r(100.0 * correct1 / n, 3),
+            Top5: r(100.0 * correct5 / n, 3),
+            MsMedian: r(Statistics.Median(inferMs), 4),
+            MsP10: r(Statistics.Percentile(inferMs, 10), 4),
+            MsP90: r(Statistics.Percentile(inferMs, 90), 4),
+            MsMean: r(inferMs.Average(), 4),
+            DecodeMsMedian: r(Statistics.Median(decodeMs), 4),
+            PreprocessMsMedian: r(Statistics.Median(preprocessMs), 4),
+            WallS: r(wall, 3),
+            ImagesPerS: r(n / wall, 3),
+            GflopsMean: r(gflopsSum / n, 6));
+
+        if (a.Json)
+        {
+            JsonOutput.WriteLine(stdout, report, ReportJsonContext.Default.EvalReport);
+        }
+        else
+        {
+            stdout.WriteLine($"images      {report.Images}");
+            stdout.WriteLine($"top-1       {report.Top1:F2} %");
+            stdout.WriteLine($"top-5       {report.Top5:F2} %");
+            stdout.WriteLine($"infer       {report.MsMedian:F2} ms median per image (p10 {report.MsP10:F2}, p90 {report.MsP90:F2}), {report.GflopsMean:F3} GFLOPs mean");
+            stdout.WriteLine($"decode      {report.DecodeMsMedian:F2} ms median, preprocess {report.PreprocessMsMedian:F2} ms median");
+            stdout.WriteLine($"wall        {report.WallS:F1} s ({report.ImagesPerS:F1} images/s)");
+        }
+        return ExitCodes.Ok;
+    }
+}

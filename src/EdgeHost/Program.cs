@@ -1,0 +1,1 @@
+return EdgeViT.Host.Cli.Run(args, Console.Out, Console.Error);

@@ -12,6 +12,21 @@ public sealed unsafe partial class VitEngine
     private readonly PackedBlock[] _blocks;
     private readonly Workspace _ws;
 
+    /// <summary>Sees the residual stream at block boundaries (calibration records it; null in production).</summary>
+    internal IForwardObserver? Observer { get; set; }
+
+    internal interface IForwardObserver
+    {
+        /// <summary>x [n x D] entering block l; block == Depth gives the stream entering the final norm.</summary>
+        void BlockInput(int block, float* x, int n);
+        /// <summary>x' = x + MSA(LN1(x)) of block l, before pruning; classScore [n] is the head-averaged CLS attention.</summary>
+        void AfterAttention(int block, float* x, float* classScore, int n);
+    }
+
+    /// <summary>Packed weights of block l, for the calibration backward pass (same assembly).</summary>
+    internal (PackedMatrix Qkv, PackedMatrix Proj, PackedMatrix Fc1, PackedMatrix Fc2) PackedBlockWeights(int l) =>
+        (_blocks[l].Qkv, _blocks[l].Proj, _blocks[l].Fc1, _blocks[l].Fc2);
+
     private sealed class PackedBlock(VitBlockWeights w, SimdLevel level) : IDisposable
     {
         public readonly PackedMatrix Qkv = PackedMatrix.FromLinear(w.Qkv.Weight, w.Qkv.In, w.Qkv.Out, w.Qkv.Bias, level);
@@ -66,12 +81,14 @@ public sealed unsafe partial class VitEngine
             for (int l = 0; l < c.Depth; l++)
             {
                 var blk = _blocks[l];
+                Observer?.BlockInput(l, _ws.X, n);
                 // --- attention: x += proj(MSA(LN1(x)))
                 LayerNormRows(_ws.X, _ws.Xn, n, blk.Weights.Norm1);
                 Gemm.Multiply(_ws.Xn, d, n, blk.Qkv, _ws.Qkv, 3 * d, pool: _pool);
                 Attention(n);
                 Gemm.Multiply(_ws.AttnOut, d, n, blk.Proj, _ws.X, d, accumulate: true, pool: _pool);
                 macs += 4L * n * d * d + 2L * n * n * d;
+                Observer?.AfterAttention(l, _ws.X, _ws.ClassScore, n);
 
                 // --- token pruning on class attention (no sort: a threshold and an in-order compaction)
                 if (!thresholds.IsEmpty && !float.IsNegativeInfinity(thresholds[l]) && !float.IsNaN(thresholds[l]))
@@ -84,6 +101,7 @@ public sealed unsafe partial class VitEngine
                 Gemm.Multiply(_ws.Hidden, c.MlpDim, n, blk.Fc2, _ws.X, d, accumulate: true, pool: _pool);
                 macs += 2L * n * d * c.MlpDim;
             }
+            Observer?.BlockInput(c.Depth, _ws.X, n); // the final residual stream, as a virtual block L
             macs += Classify(logits);
         }
         stats.MultiplyAdds = macs;

@@ -10,7 +10,8 @@ internal static class ReferenceVit
 {
     public sealed record Result(double[] Logits, int[] TokensPerBlock, long MultiplyAdds);
 
-    public static Result Forward(VitWeights w, float[] img, float[]? thresholds = null)
+    /// <param name="msaMask">Optional [block, token] multiplier on each token's MSA output (calibration's mask m).</param>
+    public static Result Forward(VitWeights w, float[] img, float[]? thresholds = null, double[,]? msaMask = null)
     {
         var c = w.Config;
         int d = c.EmbedDim, p = c.PatchSize, g = c.GridSize, size = c.ImageSize;
@@ -63,7 +64,7 @@ internal static class ReferenceVit
                     for (int j = 0; j < n; j++)
                         for (int e = 0; e < dh; e++) attnOut[i][h * dh + e] += s[j] * qkv[j][2 * d + h * dh + e];
                 }
-            for (int t = 0; t < n; t++) { var pr = Linear(attnOut[t], b.Proj); for (int i = 0; i < d; i++) x[t][i] += pr[i]; }
+            for (int t = 0; t < n; t++) { var pr = Linear(attnOut[t], b.Proj); double m = msaMask?[l, t] ?? 1.0; for (int i = 0; i < d; i++) x[t][i] += m * pr[i]; }
             macs += 4L * n * d * d + 2L * n * n * d;
 
             if (thresholds is not null)
@@ -92,6 +93,14 @@ internal static class ReferenceVit
             macs += (long)d * c.Classes;
         }
         return new Result(logits, kept, macs);
+    }
+
+    /// <summary>Cross-entropy of softmax(logits) against a label, in double.</summary>
+    public static double CrossEntropy(double[] logits, int label)
+    {
+        double max = logits.Max();
+        double lse = max + Math.Log(logits.Sum(v => Math.Exp(v - max)));
+        return lse - logits[label];
     }
 
     private static double[] LayerNorm(double[] x, Norm n, double eps)

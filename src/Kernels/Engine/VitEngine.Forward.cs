@@ -45,7 +45,7 @@ public sealed unsafe partial class VitEngine
         if (Options.Threads < 1) throw new ArgumentOutOfRangeException(nameof(options), Options.Threads, "thread count must be at least 1");
         Simd = Options.Simd ?? SimdLevels.Best;
         SimdLevels.EnsureSupported(Simd);
-        LastStats = new ForwardStats(Config.Depth);
+        LastStats = new ForwardStats(Config.Depth, Config.Tokens);
 
         var c = Config;
         _patch = PackedMatrix.FromLinear(weights.PatchEmbed.Weight, c.PatchVectorLength, c.EmbedDim, weights.PatchEmbed.Bias, Simd);
@@ -73,39 +73,79 @@ public sealed unsafe partial class VitEngine
         if (!thresholds.IsEmpty && thresholds.Length != c.Depth) throw new ArgumentException($"{thresholds.Length} thresholds for {c.Depth} blocks");
 
         var stats = LastStats;
-        long macs = 0;
-        int d = c.EmbedDim, n = c.Tokens;
         fixed (float* img = imageChw)
         {
-            macs += Embed(img);
+            int n = BeginImage(img);
             for (int l = 0; l < c.Depth; l++)
             {
-                var blk = _blocks[l];
                 Observer?.BlockInput(l, _ws.X, n);
-                // --- attention: x += proj(MSA(LN1(x)))
-                LayerNormRows(_ws.X, _ws.Xn, n, blk.Weights.Norm1);
-                Gemm.Multiply(_ws.Xn, d, n, blk.Qkv, _ws.Qkv, 3 * d, pool: _pool);
-                Attention(n);
-                Gemm.Multiply(_ws.AttnOut, d, n, blk.Proj, _ws.X, d, accumulate: true, pool: _pool);
-                macs += 4L * n * d * d + 2L * n * n * d;
+                AttentionStage(l, n);
                 Observer?.AfterAttention(l, _ws.X, _ws.ClassScore, n);
-
-                // --- token pruning on class attention (no sort: a threshold and an in-order compaction)
-                if (!thresholds.IsEmpty && !float.IsNegativeInfinity(thresholds[l]) && !float.IsNaN(thresholds[l]))
-                    n = PruneTokens(n, thresholds[l]);
-                stats.TokensPerBlock[l] = n;
-
-                // --- MLP: x += fc2(GELU(fc1(LN2(x))))
-                LayerNormRows(_ws.X, _ws.Xn, n, blk.Weights.Norm2);
-                Gemm.Multiply(_ws.Xn, d, n, blk.Fc1, _ws.Hidden, c.MlpDim, epilogue: GemmEpilogue.Gelu, pool: _pool);
-                Gemm.Multiply(_ws.Hidden, c.MlpDim, n, blk.Fc2, _ws.X, d, accumulate: true, pool: _pool);
-                macs += 2L * n * d * c.MlpDim;
+                float tau = thresholds.IsEmpty ? float.NegativeInfinity : thresholds[l];
+                n = MlpStage(l, n, tau);
             }
             Observer?.BlockInput(c.Depth, _ws.X, n); // the final residual stream, as a virtual block L
-            macs += Classify(logits);
+            FinishImage(logits);
         }
-        stats.MultiplyAdds = macs;
         return stats;
+    }
+
+    // ---- stages: Infer is BeginImage, (AttentionStage, MlpStage) per block, FinishImage. The RCTP threshold
+    // fitter drives the same stages across many images, one block at a time (see ThresholdFitter).
+
+    /// <summary>Embeds an image into the residual stream; returns the token count.</summary>
+    internal int BeginImage(float* img)
+    {
+        var stats = LastStats;
+        stats.MultiplyAdds = Embed(img);
+        for (int t = 0; t < Config.Tokens; t++) _ws.TokenIds[t] = t;
+        return Config.Tokens;
+    }
+
+    /// <summary>x += proj(MSA(LN1(x))) for block l on n tokens; leaves the class scores in <see cref="ClassScores"/>.</summary>
+    internal void AttentionStage(int l, int n)
+    {
+        var blk = _blocks[l];
+        int d = Config.EmbedDim;
+        LayerNormRows(_ws.X, _ws.Xn, n, blk.Weights.Norm1);
+        Gemm.Multiply(_ws.Xn, d, n, blk.Qkv, _ws.Qkv, 3 * d, pool: _pool);
+        Attention(n);
+        Gemm.Multiply(_ws.AttnOut, d, n, blk.Proj, _ws.X, d, accumulate: true, pool: _pool);
+        LastStats.MultiplyAdds += 4L * n * d * d + 2L * n * n * d;
+    }
+
+    /// <summary>Prunes on the class scores at threshold tau (-inf or NaN: none), then x += MLP(LN2(x)); returns the new count.</summary>
+    internal int MlpStage(int l, int n, float tau)
+    {
+        var blk = _blocks[l];
+        var c = Config;
+        int d = c.EmbedDim;
+        if (!float.IsNegativeInfinity(tau) && !float.IsNaN(tau)) n = PruneTokens(n, tau);
+        LastStats.TokensPerBlock[l] = n;
+        new ReadOnlySpan<int>(_ws.TokenIds, n).CopyTo(LastStats.KeptTokenIds.AsSpan(l * c.Tokens, n));
+        LayerNormRows(_ws.X, _ws.Xn, n, blk.Weights.Norm2);
+        Gemm.Multiply(_ws.Xn, d, n, blk.Fc1, _ws.Hidden, c.MlpDim, epilogue: GemmEpilogue.Gelu, pool: _pool);
+        Gemm.Multiply(_ws.Hidden, c.MlpDim, n, blk.Fc2, _ws.X, d, accumulate: true, pool: _pool);
+        LastStats.MultiplyAdds += 2L * n * d * c.MlpDim;
+        return n;
+    }
+
+    internal void FinishImage(Span<float> logits) => LastStats.MultiplyAdds += Classify(logits);
+
+    /// <summary>Head-averaged class attention of the last <see cref="AttentionStage"/>, [n].</summary>
+    internal float* ClassScores => _ws.ClassScore;
+
+    /// <summary>Saves or restores the residual stream and token ids of the image in flight (n rows).</summary>
+    internal void SaveState(int n, Span<float> x, Span<int> ids)
+    {
+        new ReadOnlySpan<float>(_ws.X, n * Config.EmbedDim).CopyTo(x);
+        new ReadOnlySpan<int>(_ws.TokenIds, n).CopyTo(ids);
+    }
+
+    internal void LoadState(int n, ReadOnlySpan<float> x, ReadOnlySpan<int> ids)
+    {
+        x[..(n * Config.EmbedDim)].CopyTo(new Span<float>(_ws.X, n * Config.EmbedDim));
+        ids[..n].CopyTo(new Span<int>(_ws.TokenIds, n));
     }
 
     /// <summary>Patch embedding (im2col + GEMM onto the position embedding) and the prefix tokens.</summary>
@@ -172,7 +212,11 @@ public sealed unsafe partial class VitEngine
         for (int t = c.PrefixTokens; t < n; t++)
         {
             if (!(score[t] > threshold)) continue;
-            if (kept != t) new ReadOnlySpan<float>(_ws.X + (long)t * d, d).CopyTo(new Span<float>(_ws.X + (long)kept * d, d));
+            if (kept != t)
+            {
+                new ReadOnlySpan<float>(_ws.X + (long)t * d, d).CopyTo(new Span<float>(_ws.X + (long)kept * d, d));
+                _ws.TokenIds[kept] = _ws.TokenIds[t];
+            }
             kept++;
         }
         return kept;

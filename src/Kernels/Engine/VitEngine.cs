@@ -7,13 +7,15 @@ namespace EdgeViT.Kernels.Engine;
 public sealed record EngineOptions(int Threads = 1, SimdLevel? Simd = null);
 
 /// <summary>What one forward pass did: multiply-adds actually executed and tokens each block kept.</summary>
-public sealed class ForwardStats(int depth)
+public sealed class ForwardStats(int depth, int tokens)
 {
     /// <summary>Multiply-accumulates of this image (the papers' "FLOPs" convention).</summary>
     public long MultiplyAdds { get; internal set; }
     public double GFlops => MultiplyAdds / 1e9;
     /// <summary>Tokens (prefix included) entering each block's MLP, i.e. after that block's pruning.</summary>
     public int[] TokensPerBlock { get; } = new int[depth];
+    /// <summary>[block * Tokens + i], i &lt; TokensPerBlock[block]: original index (0 = CLS) of each token the block kept.</summary>
+    public int[] KeptTokenIds { get; } = new int[depth * tokens];
 }
 
 /// <summary>

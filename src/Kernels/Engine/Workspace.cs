@@ -7,6 +7,7 @@ namespace EdgeViT.Kernels.Engine;
 internal sealed unsafe class Workspace : IDisposable
 {
     private readonly List<NativeBuffer> _buffers = [];
+    public readonly int* TokenIds;
     public readonly float* X, Xn, Qkv, AttnOut, Hidden, Patches, KT, V, Scores, ClassAttention, ClassScore, Logits, Logits2;
     public readonly int ChunkRows, ScoreStride;
     public readonly long KTStride, VStride;
@@ -31,6 +32,7 @@ internal sealed unsafe class Workspace : IDisposable
         ClassScore = Alloc(t);
         Logits = Alloc(c.Classes);
         Logits2 = Alloc(c.Classes);
+        TokenIds = (int*)Alloc(t); // int and float are both 4 bytes
     }
 
     private float* Alloc(long n)

@@ -142,6 +142,8 @@ public sealed unsafe partial class VitEngine
         new ReadOnlySpan<int>(_ws.TokenIds, n).CopyTo(ids);
     }
 
+    internal void LoadClassScores(ReadOnlySpan<float> scores) => scores.CopyTo(new Span<float>(_ws.ClassScore, scores.Length));
+
     internal void LoadState(int n, ReadOnlySpan<float> x, ReadOnlySpan<int> ids)
     {
         x[..(n * Config.EmbedDim)].CopyTo(new Span<float>(_ws.X, n * Config.EmbedDim));

@@ -188,7 +188,6 @@ public sealed class VitWeights
     {
         var rng = new Random(seed);
         float[] Rand(int n, float std) { var a = new float[n]; for (int i = 0; i < n; i++) a[i] = (float)(NextGaussian(rng) * std); return a; }
-        float[] Const(int n, float v) { var a = new float[n]; Array.Fill(a, v); return a; }
         Linear Lin(int i, int o) => new(i, o, Rand(i * o, 0.02f * 2.5f), Rand(o, 0.02f));
         Norm Nrm(int d) => new(Rand(d, 0.1f).Select(x => 1f + x).ToArray(), Rand(d, 0.05f));
         var blocks = Enumerable.Range(0, c.Depth).Select(_ => new VitBlockWeights(

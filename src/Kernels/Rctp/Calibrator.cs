@@ -1,0 +1,91 @@
+using System.Diagnostics;
+using EdgeViT.Kernels.Model;
+
+namespace EdgeViT.Kernels.Rctp;
+
+public sealed record CalibrationOptions(int Candidates = 20, int Workers = 2, int KeepBins = 200, int FlopsUnits = 4000, Simd.SimdLevel? Simd = null);
+
+/// <summary>Where calibration spent its time, for the report.</summary>
+public sealed record CalibrationReport(ThresholdFile File, CandidateTable Candidates, CalibrationStatistics Statistics, TimeSpan ProbeTime, TimeSpan PlanTime, TimeSpan FitTime);
+
+/// <summary>
+/// RCTP end to end: probe every calibration image (class attention + Fisher), pool and normalise the
+/// statistics, plan every budget with the modified Viterbi, then realise and measure each plan on the real
+/// pruned forward over the same images.
+/// </summary>
+public static class Calibrator
+{
+    /// <param name="loadImage">Writes image i's normalised CHW input into the span (called once per image, from worker threads).</param>
+    /// <param name="labels">Label per image, or -1 to use the model's own top-1.</param>
+    public static CalibrationReport Run(VitWeights weights, int images, Action<int, Span<float>> loadImage, IReadOnlyList<int> labels,
+        IReadOnlyList<double> budgets, CalibrationOptions options, IDictionary<string, string> describe, Action<string>? progress = null)
+    {
+        if (images <= 0) throw new ArgumentException("calibration needs at least one image");
+        if (labels.Count != images) throw new ArgumentException($"{labels.Count} labels for {images} images");
+        var c = weights.Config;
+        int workers = Math.Max(1, options.Workers);
+        var stats = new TokenStatistics[images];
+        using var fitter = new ThresholdFitter(weights, workers, images, options.Simd);
+
+        var clock = Stopwatch.StartNew();
+        int done = 0;
+        var probes = Enumerable.Range(0, workers).Select(_ => new FisherProbe(weights, options.Simd)).ToArray();
+        try
+        {
+            System.Threading.Tasks.Parallel.For(0, workers, new ParallelOptions { MaxDegreeOfParallelism = workers }, w =>
+            {
+                var input = new float[c.InChannels * c.ImageSize * c.ImageSize];
+                for (int i = w; i < images; i += workers)
+                {
+                    loadImage(i, input);
+                    var s = new TokenStatistics(c.Depth, c.Patches);
+                    probes[w].Measure(input, labels[i], s);
+                    stats[i] = s;
+                    fitter.AddImage(w, i, input);
+                    int k = Interlocked.Increment(ref done);
+                    if (k % 50 == 0 || k == images) progress?.Invoke($"probed {k}/{images} images");
+                }
+            });
+        }
+        finally { foreach (var p in probes) p.Dispose(); }
+        var probeTime = clock.Elapsed;
+
+        clock.Restart();
+        var pooled = new CalibrationStatistics(c, stats);
+        var model = new RctpCostModel(pooled, options.Candidates, options.KeepBins, options.FlopsUnits);
+        var plans = ThresholdPlanner.Plan(model, budgets);
+        var planTime = clock.Elapsed;
+
+        clock.Restart();
+        var sets = new List<ThresholdSet>();
+        var flops = new FlopsModel(c);
+        foreach (var plan in plans)
+        {
+            if (plan.FlopsUnits < 0) { progress?.Invoke($"budget {plan.Budget:0.###}: below what the candidates can reach, skipped"); continue; }
+            var keep = plan.KeepBin.Select(k => (double)k / model.KeepBins).ToArray();
+            var fit = fitter.Realize(keep);
+            sets.Add(new ThresholdSet(plan.Budget, fit.Thresholds, keep, model.PredictedFlops(plan) / 1e9, fit.MeasuredFlops / 1e9, plan.FisherLoss, fit.MeanTokensPerBlock));
+            progress?.Invoke($"budget {plan.Budget:0.00}: predicted {model.PredictedFlops(plan) / 1e9:F3} GFLOPs, measured {fit.MeasuredFlops / 1e9:F3}, Fisher loss {plan.FisherLoss:F4}");
+        }
+        var fitTime = clock.Elapsed;
+
+        var opts = new Dictionary<string, string>(describe)
+        {
+            ["candidates"] = options.Candidates.ToString(),
+            ["keep_bins"] = options.KeepBins.ToString(),
+            ["flops_units"] = options.FlopsUnits.ToString(),
+            ["fisher_normalisation"] = "per block, sum over D = 1",
+        };
+        var file = new ThresholdFile
+        {
+            ModelFingerprint = weights.Fingerprint,
+            ModelDescription = c.Describe(),
+            Depth = c.Depth,
+            DenseGFlops = flops.Dense / 1e9,
+            CalibrationImages = images,
+            CalibrationOptions = opts,
+            Sets = sets,
+        };
+        return new CalibrationReport(file, pooled.Candidates(options.Candidates), pooled, probeTime, planTime, fitTime);
+    }
+}

@@ -1,0 +1,159 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using EdgeViT.Kernels.Model;
+
+namespace EdgeViT.Kernels.Rctp;
+
+/// <summary>One calibrated threshold set: what to load to run at a FLOPs budget.</summary>
+public sealed record ThresholdSet(
+    double Budget,
+    /// <summary>Per block; -inf means the block prunes nothing (written as null).</summary>
+    float[] Thresholds,
+    double[] KeepFraction,
+    double PredictedGFlops,
+    double MeasuredGFlops,
+    double FisherLoss,
+    double[] MeanTokensPerBlock);
+
+/// <summary>
+/// The calibration result: versioned JSON bound to one model by the SHA-256 fingerprint of its weights,
+/// holding a threshold set per budget on the grid.
+/// </summary>
+public sealed class ThresholdFile
+{
+    public const string Format = "edgevit-rctp-thresholds";
+    public const int Version = 1;
+
+    public required string ModelFingerprint { get; init; }
+    public required string ModelDescription { get; init; }
+    public required int Depth { get; init; }
+    public required double DenseGFlops { get; init; }
+    public required int CalibrationImages { get; init; }
+    /// <summary>Options that produced the file (labels, candidates, grid, images folder...).</summary>
+    public required IReadOnlyDictionary<string, string> CalibrationOptions { get; init; }
+    public required IReadOnlyList<ThresholdSet> Sets { get; init; }
+    public string Source { get; init; } = "";
+
+    public double MinBudget => Sets.Min(s => s.Budget);
+    public double MaxBudget => Sets.Max(s => s.Budget);
+
+    /// <summary>
+    /// The set for a budget (fraction of dense FLOPs): the largest calibrated budget not above it, so the
+    /// model stays within the budget. A budget below the lowest set is an error.
+    /// </summary>
+    public ThresholdSet Select(double budget)
+    {
+        string file = Path.GetFileName(Source);
+        if (double.IsNaN(budget) || budget <= 0) throw new ArgumentOutOfRangeException(nameof(budget), budget, "budget must be a positive fraction of dense FLOPs");
+        var fit = Sets.Where(s => s.Budget <= budget + 1e-9).OrderByDescending(s => s.Budget).FirstOrDefault();
+        return fit ?? throw new ModelFormatException(
+            $"{file}: budget {budget:0.###} is below the lowest calibrated budget {MinBudget:0.###} (the file covers {MinBudget:0.###}..{MaxBudget:0.###})");
+    }
+
+    /// <summary>Throws unless this file was calibrated for exactly these weights.</summary>
+    public void EnsureMatches(VitWeights weights)
+    {
+        if (!string.Equals(ModelFingerprint, weights.Fingerprint, StringComparison.OrdinalIgnoreCase))
+            throw new ModelFormatException(
+                $"{Path.GetFileName(Source)}: calibrated for model {ModelFingerprint[..Math.Min(12, ModelFingerprint.Length)]} ({ModelDescription}), " +
+                $"not for {Path.GetFileName(weights.Source)} ({weights.Fingerprint[..12]}); recalibrate with 'edgevit calibrate'");
+    }
+
+    public void Save(string path)
+    {
+        var root = new JsonObject
+        {
+            ["format"] = Format,
+            ["version"] = Version,
+            ["model"] = new JsonObject { ["fingerprint"] = ModelFingerprint, ["description"] = ModelDescription, ["depth"] = Depth, ["dense_gflops"] = DenseGFlops },
+            ["calibration"] = new JsonObject
+            {
+                ["images"] = CalibrationImages,
+                ["options"] = new JsonObject(CalibrationOptions.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))),
+            },
+            ["sets"] = new JsonArray(Sets.Select(s => (JsonNode)new JsonObject
+            {
+                ["budget"] = Math.Round(s.Budget, 6),
+                ["thresholds"] = new JsonArray(s.Thresholds.Select(t => float.IsNegativeInfinity(t) ? null : (JsonNode)JsonValue.Create(t)).ToArray()),
+                ["keep_fraction"] = new JsonArray(s.KeepFraction.Select(k => (JsonNode)Math.Round(k, 6)).ToArray()),
+                ["predicted_gflops"] = Math.Round(s.PredictedGFlops, 6),
+                ["measured_gflops"] = Math.Round(s.MeasuredGFlops, 6),
+                ["fisher_loss"] = s.FisherLoss,
+                ["mean_tokens_per_block"] = new JsonArray(s.MeanTokensPerBlock.Select(k => (JsonNode)Math.Round(k, 3)).ToArray()),
+            }).ToArray()),
+        };
+        File.WriteAllText(path, root.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+    }
+
+    public static ThresholdFile Load(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"thresholds file not found: {path}", path);
+        string file = Path.GetFileName(path);
+        JsonNode root;
+        try { root = JsonNode.Parse(File.ReadAllText(path)) ?? throw new ModelFormatException($"{file}: empty thresholds file"); }
+        catch (JsonException e) { throw new ModelFormatException($"{file}: not valid JSON ({e.Message.Split('\n')[0]})"); }
+        try
+        {
+            if ((string?)root["format"] != Format) throw new ModelFormatException($"{file}: not an EdgeViT thresholds file (format must be '{Format}')");
+            int version = (int?)root["version"] ?? -1;
+            if (version != Version) throw new ModelFormatException($"{file}: thresholds format version {version} is not supported (expected {Version})");
+            var model = root["model"] ?? throw new ModelFormatException($"{file}: missing 'model'");
+            int depth = (int?)model["depth"] ?? throw new ModelFormatException($"{file}: missing model.depth");
+            var sets = new List<ThresholdSet>();
+            foreach (var s in root["sets"]?.AsArray() ?? throw new ModelFormatException($"{file}: missing 'sets'"))
+            {
+                if (s is null) continue;
+                double budget = (double?)s["budget"] ?? throw new ModelFormatException($"{file}: a set has no budget");
+                var th = (s["thresholds"]?.AsArray() ?? throw new ModelFormatException($"{file}: set {budget} has no thresholds"))
+                    .Select(t => t is null ? float.NegativeInfinity : (float)t).ToArray();
+                if (th.Length != depth) throw new ModelFormatException($"{file}: set {budget} has {th.Length} thresholds for {depth} blocks");
+                if (th.Any(float.IsNaN)) throw new ModelFormatException($"{file}: set {budget} has a NaN threshold");
+                sets.Add(new ThresholdSet(budget, th,
+                    Doubles(s["keep_fraction"]), (double?)s["predicted_gflops"] ?? double.NaN, (double?)s["measured_gflops"] ?? double.NaN,
+                    (double?)s["fisher_loss"] ?? double.NaN, Doubles(s["mean_tokens_per_block"])));
+            }
+            if (sets.Count == 0) throw new ModelFormatException($"{file}: no threshold sets");
+            var options = root["calibration"]?["options"]?.AsObject().ToDictionary(kv => kv.Key, kv => kv.Value?.ToString() ?? "") ?? [];
+            return new ThresholdFile
+            {
+                ModelFingerprint = (string?)model["fingerprint"] ?? throw new ModelFormatException($"{file}: missing model.fingerprint"),
+                ModelDescription = (string?)model["description"] ?? "",
+                Depth = depth,
+                DenseGFlops = (double?)model["dense_gflops"] ?? double.NaN,
+                CalibrationImages = (int?)root["calibration"]?["images"] ?? 0,
+                CalibrationOptions = options,
+                Sets = sets.OrderBy(s => s.Budget).ToArray(),
+                Source = path,
+            };
+        }
+        catch (Exception e) when (e is InvalidOperationException or FormatException or JsonException or InvalidCastException)
+        {
+            throw new ModelFormatException($"{file}: malformed thresholds file ({e.Message.Split('\n')[0]})");
+        }
+    }
+
+    private static double[] Doubles(JsonNode? node) => node?.AsArray().Select(v => (double?)v ?? double.NaN).ToArray() ?? [];
+
+    /// <summary>Parses a budget grid "0.40:1.00:0.01" (start:stop:step, inclusive) or a list "0.5,0.7".</summary>
+    public static double[] ParseBudgets(string text)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        double[] values;
+        try
+        {
+            if (text.Contains(':'))
+            {
+                var p = text.Split(':').Select(v => double.Parse(v, inv)).ToArray();
+                if (p.Length != 3 || p[2] <= 0 || p[1] < p[0]) throw new FormatException();
+                int count = (int)Math.Floor((p[1] - p[0]) / p[2] + 1e-6) + 1;
+                values = Enumerable.Range(0, count).Select(i => Math.Round(p[0] + i * p[2], 6)).ToArray();
+            }
+            else values = text.Split(',').Select(v => double.Parse(v, inv)).ToArray();
+        }
+        catch (FormatException) { throw new ArgumentException($"bad budget grid '{text}': use start:stop:step (e.g. 0.40:1.00:0.01) or a list (0.5,0.7)"); }
+        if (values.Length == 0 || values.Any(v => !(v > 0 && v <= 1.0 + 1e-9)))
+            throw new ArgumentException($"bad budget grid '{text}': budgets are fractions of dense FLOPs in (0, 1]");
+        return values;
+    }
+}

@@ -48,6 +48,7 @@ public static class Cli
         root.Add(PredictCommand.Create(stdout));
         root.Add(EvalCommand.Create(stdout));
         root.Add(BenchCommand.Create(stdout));
+        root.Add(CalibrateCommand.Create(stdout));
         return root;
     }
 }

@@ -43,21 +43,44 @@ public static class BenchCommand
             Description = "Image to use as the input (default: deterministic random normalised input).",
             HelpName = "FILE",
         };
+        var images = new Option<string?>("--images")
+        {
+            Description = "Folder of images to cycle through as inputs (pruned speed depends on the image); see --split, --limit.",
+            HelpName = "DIR",
+        };
+        var limit = CommonOptions.IntInRange(new Option<int>("--limit", "-n")
+        {
+            Description = "With --images: how many images to cycle through.",
+            DefaultValueFactory = _ => 32,
+            HelpName = "N",
+        }, 1);
+        var split = CommonOptions.Split();
         var simd = CommonOptions.Simd();
         var json = CommonOptions.Json();
 
-        var command = new Command("bench", "Time EdgeViT against ONNX Runtime (alternating runs, same input and threads).")
+        var command = new Command("bench", "Time EdgeViT (dense or RCTP-pruned) against ONNX Runtime (alternating runs, same inputs and threads).")
         {
-            model, onnx, threads, iterations, warmup, image, simd, json,
+            model, onnx, threads, iterations, warmup, image, images, limit, split, simd, json,
         };
+        var pruning = new PruningOptions();
+        pruning.AddTo(command);
         command.SetAction(parse => Run(stdout, new BenchArgs(
             parse.GetRequiredValue(model), parse.GetValue(onnx), parse.GetValue(threads), parse.GetValue(iterations),
-            parse.GetValue(warmup), parse.GetValue(image), CommonOptions.ParseSimd(parse.GetValue(simd)), parse.GetValue(json))));
+            parse.GetValue(warmup), parse.GetValue(image), CommonOptions.ParseSimd(parse.GetValue(simd)), parse.GetValue(json))
+        {
+            Images = parse.GetValue(images), Limit = parse.GetValue(limit), Split = parse.GetValue(split) ?? "all", Pruning = pruning.Read(parse),
+        }));
         return command;
     }
 
     public sealed record BenchArgs(string Model, string? Onnx, int Threads, int Iterations, int Warmup, string? Image,
-        Kernels.Simd.SimdLevel? Simd, bool Json);
+        Kernels.Simd.SimdLevel? Simd, bool Json)
+    {
+        public string? Images { get; init; }
+        public int Limit { get; init; } = 32;
+        public string Split { get; init; } = "all";
+        public PruningOptions.Choice Pruning { get; init; } = new(null, null, null);
+    }
 
     public static int Run(TextWriter stdout, BenchArgs a)
     {
@@ -66,59 +89,91 @@ public static class BenchCommand
             ?? throw new InputException($"no ONNX model for ONNX Runtime: {Path.ChangeExtension(a.Model, ".onnx")} does not exist (pass --onnx FILE)");
         Inputs.RequireFile(onnxPath, "ONNX model");
         if (a.Image is not null) Inputs.RequireFile(a.Image, "image");
+        if (a.Image is not null && a.Images is not null) throw new UsageException("give either --image or --images, not both");
+        a.Pruning.Validate();
+        var paths = a.Images is null ? null : ImageFolder.List(a.Images, a.Limit, a.Split);
 
         var weights = Inputs.LoadModel(a.Model);
         var config = weights.Config;
+        var set = a.Pruning.Resolve(weights);
         using var runner = new OnnxRuntimeRunner(onnxPath, a.Threads);
         var preprocessor = new ImagePreprocessor(Inputs.PreprocessFor(config));
         if (runner.InputLength != preprocessor.OutputLength || runner.OutputLength != config.Classes)
             throw new InputException($"{Path.GetFileName(onnxPath)} takes {OnnxRuntimeRunner.Shape(runner.InputShape)} -> {OnnxRuntimeRunner.Shape(runner.OutputShape)}, " +
                 $"but {Path.GetFileName(a.Model)} is {config.Describe()}");
 
-        var input = new float[preprocessor.OutputLength];
+        // Inputs: every image of --images (cycled), one --image, or deterministic random input.
+        var inputs = new List<float[]>();
         string inputName;
-        if (a.Image is not null)
+        if (paths is not null)
         {
-            Inputs.LoadImage(a.Image, preprocessor, input);
+            foreach (var path in paths) { var x = new float[preprocessor.OutputLength]; Inputs.LoadImage(path, preprocessor, x); inputs.Add(x); }
+            inputName = $"{paths.Count} images of {a.Images} ({a.Split})";
+        }
+        else if (a.Image is not null)
+        {
+            var x = new float[preprocessor.OutputLength];
+            Inputs.LoadImage(a.Image, preprocessor, x);
+            inputs.Add(x);
             inputName = a.Image;
         }
         else
         {
-            FillRandomNormalised(input, preprocessor.Options, RandomInputSeed);
+            var x = new float[preprocessor.OutputLength];
+            FillRandomNormalised(x, preprocessor.Options, RandomInputSeed);
+            inputs.Add(x);
             inputName = $"random({RandomInputSeed})";
         }
-        input.CopyTo(runner.Input);
 
+        float[] thresholds = set?.Thresholds ?? [];
         using var engine = new VitEngine(weights, new EngineOptions(a.Threads, a.Simd));
+        // With pruning, the dense engine runs in the same alternation: pruned vs dense on one clock.
+        using var dense = set is null ? null : new VitEngine(weights, new EngineOptions(a.Threads, a.Simd));
         var logits = new float[config.Classes];
 
         if (!a.Json)
-            stdout.WriteLine($"model {a.Model} ({config.Describe()}) vs ONNX Runtime on {onnxPath}; simd {engine.Simd}, threads {a.Threads}, input {inputName}");
+            stdout.WriteLine($"model {a.Model} ({config.Describe()}) vs ONNX Runtime on {onnxPath}; simd {engine.Simd}, threads {a.Threads}, input {inputName}" +
+                (set is null ? "" : $"; RCTP budget {set.Budget:0.00}"));
 
-        // Warm both up (JIT, caches, ORT's arena), then check they agree on this input.
-        for (int i = 0; i < a.Warmup; i++) { engine.Infer(input, logits); runner.Run(); }
-        double gflops = engine.Infer(input, logits).GFlops;
+        // Warm everything up (JIT, caches, ORT's arena), then check dense EdgeViT and ORT agree on the first input.
+        for (int i = 0; i < a.Warmup; i++)
+        {
+            var x = inputs[i % inputs.Count];
+            engine.Infer(x, logits, thresholds); dense?.Infer(x, logits); x.CopyTo(runner.Input); runner.Run();
+        }
+        inputs[0].CopyTo(runner.Input);
+        (dense ?? engine).Infer(inputs[0], logits);
         runner.Run();
         double maxDiff = MaxAbsDifference(logits, runner.Output);
         int edgeArgmax = Ranking.ArgMax(logits), ortArgmax = Ranking.ArgMax(runner.Output);
 
-        // Alternate edgevit, ort, edgevit, ort... so drift (thermal, other load) hits both alike.
+        // Alternate edgevit[, dense], ort, ... so drift (thermal, other load) hits all alike.
         var edgeMs = new double[a.Iterations];
+        var denseMs = new double[a.Iterations];
         var ortMs = new double[a.Iterations];
         var ratios = new double[a.Iterations];
+        var prunedVsDense = new double[a.Iterations];
+        double gflopsSum = 0;
         GC.Collect();
         GC.WaitForPendingFinalizers();
         for (int i = 0; i < a.Iterations; i++)
         {
+            var x = inputs[i % inputs.Count];
+            x.CopyTo(runner.Input);
             long t0 = Stopwatch.GetTimestamp();
-            engine.Infer(input, logits);
+            gflopsSum += engine.Infer(x, logits, thresholds).GFlops;
             long t1 = Stopwatch.GetTimestamp();
-            runner.Run();
+            dense?.Infer(x, logits);
             long t2 = Stopwatch.GetTimestamp();
+            runner.Run();
+            long t3 = Stopwatch.GetTimestamp();
             edgeMs[i] = Inputs.Ms(t0, t1);
-            ortMs[i] = Inputs.Ms(t1, t2);
+            denseMs[i] = Inputs.Ms(t1, t2);
+            ortMs[i] = Inputs.Ms(t2, t3);
             ratios[i] = ortMs[i] > 0 ? edgeMs[i] / ortMs[i] : double.PositiveInfinity;
+            prunedVsDense[i] = denseMs[i] > 0 ? edgeMs[i] / denseMs[i] : double.NaN;
         }
+        double gflops = gflopsSum / a.Iterations;
 
         var r = JsonOutput.Round;
         var report = new BenchReport(
@@ -136,7 +191,12 @@ public static class BenchCommand
             ArgmaxMatch: edgeArgmax == ortArgmax,
             EdgevitArgmax: edgeArgmax,
             OnnxruntimeArgmax: ortArgmax,
-            Gflops: r(gflops, 6));
+            Gflops: r(gflops, 6),
+            Budget: set?.Budget,
+            EdgevitDenseMs: dense is null ? null : r(Statistics.Median(denseMs), 4),
+            PrunedVsDense: dense is null ? null : r(Statistics.Median(prunedVsDense), 4),
+            DenseGflops: dense is null ? null : r(new Kernels.Rctp.FlopsModel(config).Dense / 1e9, 6),
+            Images: inputs.Count);
 
         if (a.Json)
         {
@@ -146,6 +206,8 @@ public static class BenchCommand
         {
             stdout.WriteLine($"edgevit      {report.EdgevitMs,9:F3} ms median  (p10 {report.EdgevitP10Ms:F3}, p90 {report.EdgevitP90Ms:F3}), {report.Gflops:F3} GFLOPs");
             stdout.WriteLine($"onnxruntime  {report.OnnxruntimeMs,9:F3} ms median  (p10 {report.OnnxruntimeP10Ms:F3}, p90 {report.OnnxruntimeP90Ms:F3})");
+            if (dense is not null)
+                stdout.WriteLine($"dense        {report.EdgevitDenseMs,9:F3} ms median; pruned/dense {report.PrunedVsDense:F3} (median of paired ratios), {report.DenseGflops:F3} GFLOPs dense");
             stdout.WriteLine($"ratio        {report.Ratio,9:F3} edgevit/ort, median of {a.Iterations} pairs (p10 {report.RatioP10:F3}, p90 {report.RatioP90:F3})");
             stdout.WriteLine($"logits       max |diff| {report.MaxAbsLogitDiff:G4}, argmax {edgeArgmax} vs {ortArgmax}{(report.ArgmaxMatch ? "" : "  MISMATCH")}");
         }

@@ -69,6 +69,13 @@ public static class CommonOptions
         return argument;
     }
 
+    public static Option<string> Split() => new("--split")
+    {
+        Description = "Which images of the folder (file-name order): all, even or odd indices (RCTP calibrates on even, evaluates on odd).",
+        DefaultValueFactory = _ => "all",
+        HelpName = "all|even|odd",
+    };
+
     public static SimdLevel? ParseSimd(string? text) => text is null ? null : SimdLevels.Parse(text);
 
     /// <summary>Adds a validator: the value (when given) must lie in [min, max].</summary>

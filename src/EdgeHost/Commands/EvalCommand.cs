@@ -42,19 +42,30 @@ public static class EvalCommand
         }, 0, 64);
         var simd = CommonOptions.Simd();
         var json = CommonOptions.Json();
+        var split = CommonOptions.Split();
+        var pruning = new PruningOptions();
 
         var command = new Command("eval", "Top-1/top-5 accuracy and speed over a labelled image folder.")
         {
-            model, images, synsets, limit, threads, prefetch, simd, json,
+            model, images, synsets, limit, split, threads, prefetch, simd, json,
         };
+        pruning.AddTo(command);
         command.SetAction(parse => Run(stdout, new EvalArgs(
             parse.GetRequiredValue(model), parse.GetRequiredValue(images), parse.GetRequiredValue(synsets), parse.GetValue(limit),
-            parse.GetValue(threads), parse.GetValue(prefetch), CommonOptions.ParseSimd(parse.GetValue(simd)), parse.GetValue(json))));
+            parse.GetValue(threads), parse.GetValue(prefetch), CommonOptions.ParseSimd(parse.GetValue(simd)), parse.GetValue(json))
+        {
+            Split = parse.GetValue(split) ?? "all",
+            Pruning = pruning.Read(parse),
+        }));
         return command;
     }
 
     public sealed record EvalArgs(string Model, string Images, string Synsets, int? Limit, int Threads, int Prefetch,
-        Kernels.Simd.SimdLevel? Simd, bool Json);
+        Kernels.Simd.SimdLevel? Simd, bool Json)
+    {
+        public string Split { get; init; } = "all";
+        public PruningOptions.Choice Pruning { get; init; } = new(null, null, null);
+    }
 
     public static int Run(TextWriter stdout, EvalArgs a)
     {
@@ -62,7 +73,8 @@ public static class EvalCommand
 
         // Everything that can be checked before loading the model comes first: the folder, the synsets, every label.
         Inputs.RequireFile(a.Model, "model file");
-        var paths = ImageFolder.List(a.Images, a.Limit);
+        a.Pruning.Validate();
+        var paths = ImageFolder.List(a.Images, a.Limit, a.Split);
         var synsets = SynsetTable.Load(a.Synsets);
         var labels = paths.Select(p => ImageLabels.ClassOf(p, synsets)).ToArray();
 
@@ -71,6 +83,9 @@ public static class EvalCommand
         if (synsets.Count != config.Classes)
             throw new InputException($"{a.Synsets} lists {synsets.Count} classes but the model has {config.Classes}");
 
+        var set = a.Pruning.Resolve(weights);
+        float[] thresholds = set?.Thresholds ?? [];
+        var tokensKept = new double[config.Depth];
         using var engine = new VitEngine(weights, new EngineOptions(a.Threads, a.Simd));
         var preprocessor = new ImagePreprocessor(Inputs.PreprocessFor(config));
         var logits = new float[config.Classes];
@@ -82,7 +97,8 @@ public static class EvalCommand
         double gflopsSum = 0;
 
         if (!a.Json)
-            stdout.WriteLine($"model {a.Model} ({config.Describe()}), simd {engine.Simd}, threads {a.Threads}, {n} images");
+            stdout.WriteLine($"model {a.Model} ({config.Describe()}), simd {engine.Simd}, threads {a.Threads}, {n} images ({a.Split})" +
+                (set is null ? ", dense" : $", RCTP budget {set.Budget:0.00} from {a.Pruning.Thresholds}"));
 
         using (var pipeline = new PreprocessPipeline(paths, preprocessor, a.Prefetch))
         {
@@ -90,9 +106,10 @@ public static class EvalCommand
             {
                 var item = pipeline.Next();
                 long t0 = Stopwatch.GetTimestamp();
-                var stats = engine.Infer(item.Chw, logits);
+                var stats = engine.Infer(item.Chw, logits, thresholds);
                 inferMs[i] = Inputs.Ms(t0, Stopwatch.GetTimestamp());
                 gflopsSum += stats.GFlops;
+                for (int l = 0; l < config.Depth; l++) tokensKept[l] += stats.TokensPerBlock[l];
                 decodeMs[i] = item.DecodeMs;
                 preprocessMs[i] = item.PreprocessMs;
                 pipeline.Return(item);
@@ -121,7 +138,10 @@ public static class EvalCommand
             PreprocessMsMedian: r(Statistics.Median(preprocessMs), 4),
             WallS: r(wall, 3),
             ImagesPerS: r(n / wall, 3),
-            GflopsMean: r(gflopsSum / n, 6));
+            GflopsMean: r(gflopsSum / n, 6),
+            Split: a.Split,
+            Budget: set?.Budget,
+            TokensKeptPerBlock: tokensKept.Select(t => r(t / n, 2)).ToArray());
 
         if (a.Json)
         {
@@ -135,6 +155,7 @@ public static class EvalCommand
             stdout.WriteLine($"infer       {report.MsMedian:F2} ms median per image (p10 {report.MsP10:F2}, p90 {report.MsP90:F2}), {report.GflopsMean:F3} GFLOPs mean");
             stdout.WriteLine($"decode      {report.DecodeMsMedian:F2} ms median, preprocess {report.PreprocessMsMedian:F2} ms median");
             stdout.WriteLine($"wall        {report.WallS:F1} s ({report.ImagesPerS:F1} images/s)");
+            stdout.WriteLine($"tokens      {string.Join(" ", report.TokensKeptPerBlock!.Select(t => t.ToString("F0")))} kept per block (mean)");
         }
         return ExitCodes.Ok;
     }

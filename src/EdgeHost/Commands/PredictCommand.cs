@@ -33,19 +33,25 @@ public static class PredictCommand
         {
             model, images, threads, top, synsets, simd, json,
         };
+        var pruning = new PruningOptions();
+        pruning.AddTo(command);
         command.SetAction(parse => Run(stdout, new PredictArgs(
             parse.GetRequiredValue(model), parse.GetRequiredValue(images), parse.GetValue(threads), parse.GetValue(top),
-            parse.GetValue(synsets), CommonOptions.ParseSimd(parse.GetValue(simd)), parse.GetValue(json))));
+            parse.GetValue(synsets), CommonOptions.ParseSimd(parse.GetValue(simd)), parse.GetValue(json)) { Pruning = pruning.Read(parse) }));
         return command;
     }
 
-    public sealed record PredictArgs(string Model, string[] Images, int Threads, int Top, string? Synsets, Kernels.Simd.SimdLevel? Simd, bool Json);
+    public sealed record PredictArgs(string Model, string[] Images, int Threads, int Top, string? Synsets, Kernels.Simd.SimdLevel? Simd, bool Json)
+    {
+        public PruningOptions.Choice Pruning { get; init; } = new(null, null, null);
+    }
 
     public static int Run(TextWriter stdout, PredictArgs a)
     {
         // Cheap checks first, so a typo costs no model load.
         Inputs.RequireFile(a.Model, "model file");
         foreach (var image in a.Images) Inputs.RequireFile(image, "image");
+        a.Pruning.Validate();
         var synsets = a.Synsets is null ? null : SynsetTable.Load(a.Synsets);
 
         var weights = Inputs.LoadModel(a.Model);
@@ -53,6 +59,8 @@ public static class PredictCommand
         if (synsets is not null && synsets.Count != config.Classes)
             throw new InputException($"{a.Synsets} lists {synsets.Count} classes but the model has {config.Classes}");
 
+        var set = a.Pruning.Resolve(weights);
+        float[] thresholds = set?.Thresholds ?? [];
         var preprocessor = new ImagePreprocessor(Inputs.PreprocessFor(config));
         using var engine = new VitEngine(weights, new EngineOptions(a.Threads, a.Simd));
         var chw = new float[preprocessor.OutputLength];
@@ -66,7 +74,7 @@ public static class PredictCommand
         {
             Inputs.LoadImage(image, preprocessor, chw);
             long t0 = Stopwatch.GetTimestamp();
-            engine.Infer(chw, logits);
+            var stats = engine.Infer(chw, logits, thresholds);
             double ms = Inputs.Ms(t0, Stopwatch.GetTimestamp());
             Ranking.Softmax(logits, probs);
             int n = Ranking.TopK(logits, best);
@@ -76,19 +84,19 @@ public static class PredictCommand
                 int c = best[i];
                 top.Add(new PredictClass(c, synsets?[c].Id, synsets?[c].Words, JsonOutput.Round(probs[c], 6)));
             }
-            results.Add(new PredictImageResult(image, JsonOutput.Round(ms, 3), top));
+            results.Add(new PredictImageResult(image, JsonOutput.Round(ms, 3), top, JsonOutput.Round(stats.GFlops, 6), (int[])stats.TokensPerBlock.Clone()));
             if (!a.Json) WriteText(stdout, results[^1]);
         }
 
         if (a.Json)
-            JsonOutput.WriteLine(stdout, new PredictReport(a.Model, config.Describe(), a.Threads, engine.Simd.ToString(), results),
+            JsonOutput.WriteLine(stdout, new PredictReport(a.Model, config.Describe(), a.Threads, engine.Simd.ToString(), results, set?.Budget),
                 ReportJsonContext.Default.PredictReport);
         return ExitCodes.Ok;
     }
 
     private static void WriteText(TextWriter stdout, PredictImageResult r)
     {
-        stdout.WriteLine($"{r.Image}  ({r.Ms:F1} ms)");
+        stdout.WriteLine($"{r.Image}  ({r.Ms:F1} ms, {r.Gflops:F3} GFLOPs, tokens kept {string.Join(" ", r.TokensKeptPerBlock)})");
         for (int i = 0; i < r.Top.Count; i++)
         {
             var c = r.Top[i];

@@ -10,8 +10,12 @@ public static class ImageFolder
     public static bool IsImageFile(string path) =>
         Extensions.Contains(Path.GetExtension(path), StringComparer.OrdinalIgnoreCase);
 
-    /// <summary>Lists the images (not recursing); <paramref name="limit"/> keeps the first N. Empty -> <see cref="InputException"/>.</summary>
-    public static IReadOnlyList<string> List(string dir, int? limit = null)
+    /// <summary>
+    /// Lists the images (not recursing) in file-name order; <paramref name="split"/> keeps the even- or
+    /// odd-indexed ones (RCTP calibrates on even, evaluates on odd); <paramref name="limit"/> then keeps the
+    /// first N. Empty -> <see cref="InputException"/>.
+    /// </summary>
+    public static IReadOnlyList<string> List(string dir, int? limit = null, string split = "all")
     {
         if (File.Exists(dir)) throw new InputException($"images path is a file, not a directory: {dir}");
         if (!Directory.Exists(dir)) throw new InputException($"images directory not found: {dir}");
@@ -21,6 +25,14 @@ public static class ImageFolder
             .ToList();
         if (files.Count == 0)
             throw new InputException($"no images ({string.Join(", ", Extensions)}) in directory {dir}");
+        files = split switch
+        {
+            "all" => files,
+            "even" => files.Where((_, i) => i % 2 == 0).ToList(),
+            "odd" => files.Where((_, i) => i % 2 == 1).ToList(),
+            _ => throw new UsageException($"--split must be all, even or odd (got '{split}')"),
+        };
+        if (files.Count == 0) throw new InputException($"no images left in {dir} after --split {split}");
         return limit is int n && n < files.Count ? files.GetRange(0, n) : files;
     }
 }

@@ -11,6 +11,7 @@ namespace EdgeViT.Host.Output;
 [JsonSerializable(typeof(PredictReport))]
 [JsonSerializable(typeof(EvalReport))]
 [JsonSerializable(typeof(BenchReport))]
+[JsonSerializable(typeof(CalibrateReport))]
 public sealed partial class ReportJsonContext : JsonSerializerContext;
 
 /// <summary>Writes a report as one compact JSON line (the last line a command prints with --json).</summary>

@@ -1,0 +1,114 @@
+using System.CommandLine;
+using System.Diagnostics;
+using EdgeViT.Host.Evaluation;
+using EdgeViT.Host.Output;
+using EdgeViT.Kernels.Imaging;
+using EdgeViT.Kernels.Rctp;
+
+namespace EdgeViT.Host.Commands;
+
+/// <summary>
+/// <c>edgevit calibrate --model FILE --images DIR --synsets FILE --out thresholds.json</c>: RCTP calibration
+/// (Fisher and class attention over the images, candidate table, modified Viterbi for every budget on the
+/// grid, thresholds realised and measured on the real pruned forward).
+/// </summary>
+public static class CalibrateCommand
+{
+    public static Command Create(TextWriter stdout)
+    {
+        var model = CommonOptions.Model("Model weights (.safetensors or .onnx).");
+        var images = new Option<string>("--images") { Description = "Calibration image folder (file-name order).", Required = true, HelpName = "DIR" };
+        var synsets = new Option<string?>("--synsets") { Description = "Synsets file, for labels from file names (needed unless --pseudo-labels).", HelpName = "FILE" };
+        var output = new Option<string>("--out", "-o") { Description = "Thresholds file to write (JSON).", Required = true, HelpName = "FILE" };
+        var limit = CommonOptions.IntInRange(new Option<int?>("--limit", "-n") { Description = "Calibrate on the first N images (after --split).", HelpName = "N" }, 1);
+        var split = CommonOptions.Split();
+        var candidates = CommonOptions.IntInRange(new Option<int>("--candidates")
+        {
+            Description = "M: threshold candidates per block (candidate m drops about m/M of the tokens reaching it).",
+            DefaultValueFactory = _ => 20,
+            HelpName = "M",
+        }, 2, 100);
+        var budgets = new Option<string>("--budgets")
+        {
+            Description = "FLOPs budgets (fractions of dense): start:stop:step or a list.",
+            DefaultValueFactory = _ => "0.40:1.00:0.01",
+            HelpName = "GRID",
+        };
+        var pseudo = new Option<bool>("--pseudo-labels") { Description = "Use the model's own top-1 as the label (unlabelled images)." };
+        var workers = CommonOptions.Threads();
+        workers.Description = "Worker threads (each runs its own single-threaded engine).";
+        var simd = CommonOptions.Simd();
+        var json = CommonOptions.Json();
+
+        var command = new Command("calibrate", "RCTP: calibrate class-attention thresholds for every FLOPs budget on a grid.")
+        {
+            model, images, synsets, output, limit, split, candidates, budgets, pseudo, workers, simd, json,
+        };
+        command.SetAction(parse => Run(stdout, new CalibrateArgs(
+            parse.GetRequiredValue(model), parse.GetRequiredValue(images), parse.GetValue(synsets), parse.GetRequiredValue(output),
+            parse.GetValue(limit), parse.GetValue(split) ?? "all", parse.GetValue(candidates), parse.GetValue(budgets) ?? "0.40:1.00:0.01",
+            parse.GetValue(pseudo), parse.GetValue(workers), CommonOptions.ParseSimd(parse.GetValue(simd)), parse.GetValue(json))));
+        return command;
+    }
+
+    public sealed record CalibrateArgs(string Model, string Images, string? Synsets, string Out, int? Limit, string Split, int Candidates,
+        string Budgets, bool PseudoLabels, int Workers, Kernels.Simd.SimdLevel? Simd, bool Json);
+
+    public static int Run(TextWriter stdout, CalibrateArgs a)
+    {
+        long start = Stopwatch.GetTimestamp();
+        Inputs.RequireFile(a.Model, "model file");
+        double[] grid;
+        try { grid = ThresholdFile.ParseBudgets(a.Budgets); }
+        catch (ArgumentException ex) { throw new UsageException(ex.Message); }
+        if (!a.PseudoLabels && a.Synsets is null) throw new UsageException("calibrate needs --synsets FILE for labels, or --pseudo-labels");
+        string? outDir = Path.GetDirectoryName(Path.GetFullPath(a.Out));
+        if (outDir is not null && !Directory.Exists(outDir)) throw new InputException($"output directory not found: {outDir}");
+        var paths = ImageFolder.List(a.Images, a.Limit, a.Split);
+        var synsets = a.Synsets is null ? null : SynsetTable.Load(a.Synsets);
+        int[] labels = a.PseudoLabels ? paths.Select(_ => -1).ToArray() : paths.Select(p => ImageLabels.ClassOf(p, synsets!)).ToArray();
+
+        var weights = Inputs.LoadModel(a.Model);
+        var config = weights.Config;
+        if (synsets is not null && synsets.Count != config.Classes)
+            throw new InputException($"{a.Synsets} lists {synsets.Count} classes but the model has {config.Classes}");
+        var preprocessors = new System.Collections.Concurrent.ConcurrentBag<ImagePreprocessor>();
+
+        void Log(string line) { if (!a.Json) { lock (stdout) stdout.WriteLine(line); } }
+        Log($"calibrating {config.Describe()} on {paths.Count} images ({a.Split}, {(a.PseudoLabels ? "pseudo-labels" : "labels from file names")}), " +
+            $"{a.Candidates} candidates per block, {grid.Length} budgets, {a.Workers} workers");
+
+        var describe = new Dictionary<string, string>
+        {
+            ["images_dir"] = Path.GetFullPath(a.Images),
+            ["split"] = a.Split,
+            ["labels"] = a.PseudoLabels ? "pseudo (model top-1)" : "synsets",
+            ["budgets"] = a.Budgets,
+            ["model_file"] = Path.GetFileName(a.Model),
+        };
+        var report = Calibrator.Run(weights, paths.Count, (i, chw) =>
+        {
+            if (!preprocessors.TryTake(out var pre)) pre = new ImagePreprocessor(Inputs.PreprocessFor(config));
+            try { Inputs.LoadImage(paths[i], pre, chw); }
+            finally { preprocessors.Add(pre); }
+        }, labels, grid, new CalibrationOptions(a.Candidates, a.Workers, Simd: a.Simd), describe, Log);
+
+        report.File.Save(a.Out);
+        double wall = Inputs.Ms(start, Stopwatch.GetTimestamp()) / 1000;
+        var sets = report.File.Sets;
+        double worstGap = sets.Max(s => Math.Abs(s.MeasuredGFlops / s.PredictedGFlops - 1));
+        var result = new CalibrateReport(a.Model, a.Out, paths.Count, a.Split, a.Candidates, sets.Count,
+            JsonOutput.Round(report.File.DenseGFlops, 6), JsonOutput.Round(report.ProbeTime.TotalSeconds, 2), JsonOutput.Round(report.PlanTime.TotalSeconds, 2),
+            JsonOutput.Round(report.FitTime.TotalSeconds, 2), JsonOutput.Round(wall, 2),
+            JsonOutput.Round(Environment.ProcessId > 0 ? Process.GetCurrentProcess().PeakWorkingSet64 / 1048576.0 : 0, 1),
+            JsonOutput.Round(worstGap * 100, 3));
+        if (a.Json) JsonOutput.WriteLine(stdout, result, ReportJsonContext.Default.CalibrateReport);
+        else
+        {
+            stdout.WriteLine($"wrote {a.Out}: {sets.Count} threshold sets, budgets {report.File.MinBudget:0.00}..{report.File.MaxBudget:0.00} of {report.File.DenseGFlops:F3} GFLOPs");
+            stdout.WriteLine($"time        probe {result.ProbeS:F1} s, plan {result.PlanS:F1} s, fit {result.FitS:F1} s, total {result.WallS:F1} s; peak RSS {result.PeakRssMib:F0} MiB");
+            stdout.WriteLine($"FLOPs       measured within {result.WorstFlopsGapPercent:F2} % of predicted on every set");
+        }
+        return ExitCodes.Ok;
+    }
+}

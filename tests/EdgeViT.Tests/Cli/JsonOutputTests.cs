@@ -18,11 +18,12 @@ public class JsonOutputTests
     public void PredictReportShape()
     {
         var report = new PredictReport("m.safetensors", "ViT", 1, "Vector256",
-            [new PredictImageResult("a.jpg", 1.5, [new PredictClass(3, "n01491361", "tiger shark", 0.75), new PredictClass(7, null, null, 0.1)])]);
+            [new PredictImageResult("a.jpg", 1.5, [new PredictClass(3, "n01491361", "tiger shark", 0.75), new PredictClass(7, null, null, 0.1)], 0.9, [197, 150])], 0.7);
         string json = JsonOutput.Serialize(report, ReportJsonContext.Default.PredictReport);
         Assert.DoesNotContain('\n', json);
         var root = Parse(json);
-        AssertKeys(root, "model", "results", "threads", "simd");
+        AssertKeys(root, "model", "results", "threads", "simd", "budget");
+        Assert.Equal(150, root.GetProperty("results")[0].GetProperty("tokens_kept_per_block")[1].GetInt32());
         var image = root.GetProperty("results")[0];
         Assert.Equal("a.jpg", image.GetProperty("image").GetString());
         var top = image.GetProperty("top");
@@ -35,10 +36,10 @@ public class JsonOutputTests
     [Fact]
     public void EvalReportShape()
     {
-        var report = new EvalReport("m", "ViT", "dir", "syn.txt", 2, "Vector128", 2, 10, 80, 95, 12.5, 12, 13, 12.6, 3, 2, 1.5, 6.6, 1.26);
+        var report = new EvalReport("m", "ViT", "dir", "syn.txt", 2, "Vector128", 2, 10, 80, 95, 12.5, 12, 13, 12.6, 3, 2, 1.5, 6.6, 1.26, "odd", 0.7, [197, 120.5]);
         var root = Parse(JsonOutput.Serialize(report, ReportJsonContext.Default.EvalReport));
         AssertKeys(root, "images", "top1", "top5", "ms_median", "gflops_mean", "threads", "model", "simd",
-            "preprocess_ms_median", "decode_ms_median", "wall_s");
+            "preprocess_ms_median", "decode_ms_median", "wall_s", "budget", "tokens_kept_per_block", "split");
         Assert.Equal(10, root.GetProperty("images").GetInt32());
         Assert.Equal(80, root.GetProperty("top1").GetDouble());
     }
@@ -47,10 +48,10 @@ public class JsonOutputTests
     public void BenchReportShape()
     {
         var report = new BenchReport("m", "m.onnx", "ViT", "random(1)", 1, "Vector512", 100, 10,
-            10, 9, 11, 17, 16, 18, 0.6, 0.55, 0.65, 1e-5, true, 3, 3, 1.26);
+            10, 9, 11, 17, 16, 18, 0.6, 0.55, 0.65, 1e-5, true, 3, 3, 1.26, 0.7, 14, 0.7, 1.25, 32);
         var root = Parse(JsonOutput.Serialize(report, ReportJsonContext.Default.BenchReport));
         AssertKeys(root, "edgevit_ms", "onnxruntime_ms", "ratio", "threads", "model", "simd",
-            "edgevit_p10_ms", "edgevit_p90_ms", "onnxruntime_p10_ms", "onnxruntime_p90_ms", "ratio_p10", "ratio_p90", "max_abs_logit_diff");
+            "edgevit_p10_ms", "edgevit_p90_ms", "onnxruntime_p10_ms", "onnxruntime_p90_ms", "ratio_p10", "ratio_p90", "max_abs_logit_diff", "budget", "edgevit_dense_ms", "pruned_vs_dense", "dense_gflops");
     }
 
     // End to end (need the real loader, decoder, preprocessor and engine).

@@ -1,0 +1,85 @@
+using EdgeViT.Kernels.Engine;
+using EdgeViT.Kernels.Model;
+using EdgeViT.Kernels.Rctp;
+using EdgeViT.Tests.Kernels;
+using Xunit;
+
+namespace EdgeViT.Tests.Rctp;
+
+public class CalibratorTests
+{
+    private static readonly VitConfig Config = VitEngineTests.Small;
+
+    private static (VitWeights Weights, float[][] Images, CalibrationReport Report) Calibrate(int images = 16, string budgets = "0.5:1.0:0.1")
+    {
+        var w = VitWeights.Random(Config, seed: 3);
+        var imgs = Enumerable.Range(0, images).Select(i => VitEngineTests.RandomImage(Config, 100 + i)).ToArray();
+        var report = Calibrator.Run(w, images, (i, chw) => imgs[i].CopyTo(chw), Enumerable.Repeat(-1, images).ToArray(),
+            ThresholdFile.ParseBudgets(budgets), new CalibrationOptions(Candidates: 10, Workers: 2), new Dictionary<string, string>());
+        return (w, imgs, report);
+    }
+
+    [Fact]
+    public void EverySetMeetsItsBudgetAndTheThresholdsReproduceTheMeasuredFlops()
+    {
+        var (w, imgs, report) = Calibrate();
+        var file = report.File;
+        Assert.Equal(6, file.Sets.Count);
+        var flops = new FlopsModel(Config);
+        using var engine = new VitEngine(w);
+        var logits = new float[Config.Classes];
+        foreach (var set in file.Sets)
+        {
+            Assert.True(set.PredictedGFlops <= set.Budget * flops.Dense / 1e9 + 1e-9, $"budget {set.Budget}: plan predicts {set.PredictedGFlops}");
+            // Replaying the fitted thresholds image by image gives exactly the fit's measured FLOPs.
+            double mean = imgs.Average(x => engine.Infer(x, logits, set.Thresholds).GFlops);
+            Assert.Equal(set.MeasuredGFlops, mean, 9);
+            Assert.True(Math.Abs(set.MeasuredGFlops / set.PredictedGFlops - 1) < 0.05,
+                $"budget {set.Budget}: measured {set.MeasuredGFlops} vs predicted {set.PredictedGFlops}");
+        }
+        // More budget never loses more Fisher. At budget 1.0 the plan loses none, yet may still prune: patch
+        // tokens leaving the last block never reach the head (zero Fisher), so dropping them before its MLP is free
+        // and must leave the logits as they are.
+        for (int i = 1; i < file.Sets.Count; i++) Assert.True(file.Sets[i].FisherLoss <= file.Sets[i - 1].FisherLoss);
+        var full = file.Sets[^1];
+        Assert.Equal(0, full.FisherLoss, 12);
+        Assert.All(full.Thresholds[..^1], t => Assert.True(float.IsNegativeInfinity(t)));
+        var denseLogits = new float[Config.Classes];
+        foreach (var x in imgs)
+        {
+            engine.Infer(x, denseLogits);
+            engine.Infer(x, logits, full.Thresholds);
+            for (int k = 0; k < logits.Length; k++) Assert.Equal(denseLogits[k], logits[k], 4);
+        }
+        Assert.True(file.Sets[0].MeasuredGFlops < 0.6 * flops.Dense / 1e9, "the 0.5 budget should really prune");
+    }
+
+    [Fact]
+    public void ThresholdFileRoundTripsAndRejectsAnotherModelAndUncoveredBudgets()
+    {
+        var (w, _, report) = Calibrate(images: 6, budgets: "0.6,0.8,1.0");
+        var path = Path.Combine(Path.GetTempPath(), $"edgevit-th-{Guid.NewGuid():N}.json");
+        try
+        {
+            report.File.Save(path);
+            var loaded = ThresholdFile.Load(path);
+            loaded.EnsureMatches(w);
+            Assert.Equal(report.File.Sets.Select(s => s.Budget), loaded.Sets.Select(s => s.Budget));
+            for (int i = 0; i < loaded.Sets.Count; i++) Assert.Equal(report.File.Sets[i].Thresholds, loaded.Sets[i].Thresholds);
+            Assert.Equal(0.8, loaded.Select(0.85).Budget);   // largest set not above the request
+            Assert.Equal(0.6, loaded.Select(0.6).Budget);
+
+            var other = VitWeights.Random(Config, seed: 4);
+            var e1 = Assert.Throws<ModelFormatException>(() => loaded.EnsureMatches(other));
+            Assert.Contains("calibrated for model", e1.Message);
+            var e2 = Assert.Throws<ModelFormatException>(() => loaded.Select(0.5));
+            Assert.Contains("below the lowest calibrated budget 0.6", e2.Message);
+
+            File.WriteAllText(path, "{\"format\":\"something-else\"}");
+            Assert.Contains("not an EdgeViT thresholds file", Assert.Throws<ModelFormatException>(() => ThresholdFile.Load(path)).Message);
+            File.WriteAllText(path, "{ not json");
+            Assert.Contains("not valid JSON", Assert.Throws<ModelFormatException>(() => ThresholdFile.Load(path)).Message);
+        }
+        finally { File.Delete(path); }
+    }
+}

@@ -69,6 +69,9 @@ public sealed class PixelFormatsTests
             }
         var rgb = new byte[width * height * 3];
         PixelFormats.YuyvToRgb24(yuyv, width, height, stride, rgb);
+        var scalar = new byte[rgb.Length];
+        PixelFormats.YuyvToRgb24(yuyv, width, height, stride, scalar, useVectors: false);
+        Assert.Equal(scalar, rgb);
 
         int exact = 0, total = 0, worst = 0;
         for (int y = 0; y < height; y++)
@@ -84,6 +87,24 @@ public sealed class PixelFormatsTests
                 total++;
             }
         Assert.True(exact >= total * 0.99, $"only {exact} of {total} pixels match the reference exactly (worst off by {worst})");
+    }
+
+    [Theory]
+    [InlineData(2)]
+    [InlineData(8)]
+    [InlineData(14)]
+    [InlineData(18)]
+    [InlineData(646)]
+    public void VectorPathEqualsScalarPath(int width)
+    {
+        int height = 7, stride = width * 2 + 10;
+        var yuyv = new byte[stride * height];
+        new Random(width).NextBytes(yuyv);
+        var vector = new byte[width * height * 3];
+        var scalar = new byte[width * height * 3];
+        PixelFormats.YuyvToRgb24(yuyv, width, height, stride, vector, useVectors: true);
+        PixelFormats.YuyvToRgb24(yuyv, width, height, stride, scalar, useVectors: false);
+        Assert.Equal(scalar, vector);
     }
 
     [Theory]

@@ -37,6 +37,49 @@ public sealed class V4l2FrameSourceTests
     }
 
     [Fact]
+    public async Task RealSystemCallsRecogniseANonVideoDevice()
+    {
+        await using var source = new V4l2FrameSource(new V4l2Options { Device = "/dev/null" });
+        var ex = await Assert.ThrowsAsync<FrameSourceException>(() => source.OpenAsync(default).AsTask());
+        Assert.Equal("camera /dev/null is not a V4L2 video device (VIDIOC_QUERYCAP: Inappropriate ioctl for device (ENOTTY))", ex.Message);
+    }
+
+    [Fact]
+    public unsafe void LibcSeamOpensMapsPollsAndReportsErrno()
+    {
+        var io = LibcV4l2Io.Instance;
+        Assert.Equal(-Libc.ENOENT, io.Open("/dev/video99"));
+        // A regular file stands in for the driver's buffers: mapped shared at a page offset, as V4L2 buffers are.
+        string path = Path.Combine(Path.GetTempPath(), $"edgevit-mmap-{Guid.NewGuid():N}.bin");
+        File.WriteAllBytes(path, Enumerable.Range(0, 3 * 4096).Select(i => (byte)(i / 4096 + 1)).ToArray());
+        int fd = io.Open(path);
+        Assert.True(fd >= 0, $"open {path}: errno {-fd}");
+        try
+        {
+            nint p = io.Mmap(fd, 8192, 4096, out int errno);
+            Assert.True(p != 0, $"mmap failed: errno {errno}");
+            var mapped = new Span<byte>((void*)p, 8192);
+            Assert.Equal(2, mapped[0]);      // the offset reached the kernel: page 1 of the file
+            Assert.Equal(3, mapped[8191]);
+            mapped[8191] = 7;                // shared mapping: written through to the file
+            io.Munmap(p, 8192);
+            Assert.Equal(0, io.Mmap(fd, 8192, 100, out errno));   // unaligned offset: EINVAL
+            Assert.Equal(Libc.EINVAL, errno);
+
+            Assert.Equal(1, io.Poll(fd, 1000, out short revents));
+            Assert.True((revents & Libc.POLLIN) != 0);
+            v4l2_capability cap = default;
+            Assert.Equal(Libc.ENOTTY, io.Ioctl(fd, VIDIOC_QUERYCAP, &cap));
+        }
+        finally
+        {
+            io.Close(fd);
+        }
+        Assert.Equal(7, File.ReadAllBytes(path)[3 * 4096 - 1]);
+        File.Delete(path);
+    }
+
+    [Fact]
     public async Task ResilientWrapperRetriesAMissingDeviceWithBackoff()
     {
         var policy = new ReopenPolicy { InitialDelay = TimeSpan.FromMilliseconds(10), Multiplier = 2, MaxAttempts = 4 };

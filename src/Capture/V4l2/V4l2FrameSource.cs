@@ -121,6 +121,42 @@ public sealed unsafe class V4l2FrameSource : IFrameSource
         return ValueTask.CompletedTask;
     }
 
+    // ---------------------------------------------------------------- discovery
+
+    /// <summary>Every /dev/video* node with what it is and offers (for a "which camera?" listing or a status page).</summary>
+    public static IReadOnlyList<V4l2DeviceInfo> ListDevices() =>
+        Directory.Exists("/dev")
+            ? Directory.GetFiles("/dev", "video*")
+                .Where(p => int.TryParse(Path.GetFileName(p)["video".Length..], out _))
+                .OrderBy(p => int.Parse(Path.GetFileName(p)["video".Length..]))
+                .Select(Describe).ToList()
+            : [];
+
+    /// <summary>Opens <paramref name="device"/> briefly and reports its identity and capture formats; never throws.</summary>
+    public static V4l2DeviceInfo Describe(string device) => Describe(LibcV4l2Io.Instance, device);
+
+    internal static V4l2DeviceInfo Describe(IV4l2Io io, string device)
+    {
+        int fd = io.Open(device);
+        if (fd < 0) return new V4l2DeviceInfo(device, "", "", "", false, [], OpenError(device, -fd).Message);
+        try
+        {
+            v4l2_capability cap = default;
+            int e = io.Ioctl(fd, VIDIOC_QUERYCAP, &cap);
+            if (e != 0) return new V4l2DeviceInfo(device, "", "", "", false, [], $"camera {device} is not a V4L2 video device (VIDIOC_QUERYCAP: {Libc.Describe(e)})");
+            string driver = CString(cap.driver, 16), card = CString(cap.card, 32), bus = CString(cap.bus_info, 32);
+            uint caps = (cap.capabilities & V4L2_CAP_DEVICE_CAPS) != 0 ? cap.device_caps : cap.capabilities;
+            bool capture = (caps & V4L2_CAP_VIDEO_CAPTURE) != 0 && (caps & V4L2_CAP_STREAMING) != 0;
+            var formats = capture ? EnumerateFormats(io, fd).Select(f => f.Info).ToList() : [];
+            string? note = capture ? null : NotCaptureMessage($"camera {device} ({card}, driver {driver})", caps, driver);
+            return new V4l2DeviceInfo(device, driver, card, bus, capture, formats, note);
+        }
+        finally
+        {
+            io.Close(fd);
+        }
+    }
+
     // ---------------------------------------------------------------- open
 
     private void OpenDevice()
@@ -142,7 +178,7 @@ public sealed unsafe class V4l2FrameSource : IFrameSource
         if ((caps & V4L2_CAP_STREAMING) == 0)
             throw new FrameSourceException($"{who} does not support streaming I/O (mmap buffers), which this source needs");
 
-        var offered = EnumerateFormats(fd);
+        var offered = EnumerateFormats(_io, fd);
         var formats = offered.Select(f => f.Info).ToList();
         OfferedFormats = formats;
         if (formats.Count == 0)
@@ -237,7 +273,7 @@ public sealed unsafe class V4l2FrameSource : IFrameSource
         _log.LogInformation("Opened {Name} ({Card}, {Buffers} buffers; offers {Formats})", Name, card, req.count, string.Join(", ", formats));
     }
 
-    private List<(uint Code, V4l2FormatInfo Info)> EnumerateFormats(int fd)
+    private static List<(uint Code, V4l2FormatInfo Info)> EnumerateFormats(IV4l2Io io, int fd)
     {
         var list = new List<(uint, V4l2FormatInfo)>();
         for (uint i = 0; i < 256; i++)
@@ -245,7 +281,7 @@ public sealed unsafe class V4l2FrameSource : IFrameSource
             v4l2_fmtdesc d = default;
             d.index = i;
             d.type = V4L2_BUF_TYPE_VIDEO_CAPTURE;
-            if (_io.Ioctl(fd, VIDIOC_ENUM_FMT, &d) != 0) break;   // EINVAL ends the list
+            if (io.Ioctl(fd, VIDIOC_ENUM_FMT, &d) != 0) break;   // EINVAL ends the list
             list.Add((d.pixelformat, new V4l2FormatInfo(FourCcToString(d.pixelformat), CString(d.description, 32),
                 (d.flags & V4L2_FMT_FLAG_COMPRESSED) != 0, (d.flags & V4L2_FMT_FLAG_EMULATED) != 0)));
         }

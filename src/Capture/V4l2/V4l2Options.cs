@@ -40,3 +40,9 @@ public sealed record V4l2StreamInfo(
     string Device, string Driver, string Card, string BusInfo,
     CameraPixelFormat Format, string FourCc, int Width, int Height, int BytesPerLine, int SizeImage,
     double? Fps, int Buffers);
+
+/// <summary>A /dev/video* node as <see cref="V4l2FrameSource.Describe(string)"/> found it.</summary>
+/// <param name="IsCapture">A streaming video-capture node (what <see cref="V4l2FrameSource"/> can open).</param>
+/// <param name="Error">Why it cannot be used (not found, permission, metadata/codec node...), or null.</param>
+public sealed record V4l2DeviceInfo(string Device, string Driver, string Card, string BusInfo, bool IsCapture,
+    IReadOnlyList<V4l2FormatInfo> Formats, string? Error);

@@ -306,6 +306,28 @@ public sealed class V4l2FrameSourceTests
     }
 
     [Fact]
+    public void DescribeReportsNodesWithoutThrowing()
+    {
+        using var camera = new FakeCamera();
+        var info = V4l2FrameSource.Describe(camera, "/dev/video0");
+        Assert.True(info.IsCapture);
+        Assert.Equal(("uvcvideo", "Fake UVC Camera"), (info.Driver, info.Card));
+        Assert.Equal(["YUYV (YUYV 4:2:2)", "MJPG (Motion-JPEG)"], info.Formats.Select(f => f.ToString()));
+        Assert.True(info.Formats[1].Compressed);
+        Assert.Null(info.Error);
+        Assert.False(camera.IsOpen);
+
+        using var meta = new FakeCamera { DeviceCaps = V4L2_CAP_META_CAPTURE | V4L2_CAP_STREAMING };
+        var metaInfo = V4l2FrameSource.Describe(meta, "/dev/video1");
+        Assert.False(metaInfo.IsCapture);
+        Assert.Contains("metadata node", metaInfo.Error);
+
+        var missing = V4l2FrameSource.Describe("/dev/video99");
+        Assert.Equal("camera /dev/video99 not found (is it connected? is the user in the 'video' group?)", missing.Error);
+        Assert.All(V4l2FrameSource.ListDevices(), d => Assert.StartsWith("/dev/video", d.Device));
+    }
+
+    [Fact]
     public void NearestSizeAndFrameRateFractions()
     {
         (int, int)[] sizes = [(160, 120), (320, 240), (640, 480), (1280, 720), (1920, 1080)];

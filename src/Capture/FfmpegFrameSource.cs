@@ -26,6 +26,8 @@ public sealed record FfmpegOptions
     public string FfprobePath { get; init; } = "ffprobe";
     /// <summary>No complete frame for this long is a stall (FrameSourceException).</summary>
     public TimeSpan FrameTimeout { get; init; } = TimeSpan.FromSeconds(15);
+    /// <summary>Allowance for the first frame after open (ffmpeg start, stream connect, probing the codec).</summary>
+    public TimeSpan StartTimeout { get; init; } = TimeSpan.FromSeconds(30);
     public int PoolSize { get; init; } = 4;
 }
 
@@ -47,6 +49,7 @@ public sealed partial class FfmpegFrameSource : IFrameSource
     private volatile string? _lastError;
     private CancellationTokenSource _readTimeout = new();
     private long _sequence;
+    private bool _awaitingFirstFrame;
 
     public FfmpegFrameSource(FfmpegOptions options, ILogger? logger = null)
     {
@@ -114,6 +117,7 @@ public sealed partial class FfmpegFrameSource : IFrameSource
         process.BeginErrorReadLine();
         _process = process;
         _stdout = process.StandardOutput.BaseStream;
+        _awaitingFirstFrame = true;
         _log.LogInformation("Started {Name} (pid {Pid})", Name, process.Id);
     }
 
@@ -125,10 +129,11 @@ public sealed partial class FfmpegFrameSource : IFrameSource
         long start = Stopwatch.GetTimestamp();
         int read = 0;
         bool stalled = false;
+        var timeout = _awaitingFirstFrame ? _options.StartTimeout : _options.FrameTimeout;
         try
         {
             using var registration = cancellationToken.UnsafeRegister(static s => ((CancellationTokenSource)s!).Cancel(), _readTimeout);
-            _readTimeout.CancelAfter(_options.FrameTimeout);
+            _readTimeout.CancelAfter(timeout);
             try
             {
                 while (read < size)
@@ -162,7 +167,7 @@ public sealed partial class FfmpegFrameSource : IFrameSource
         if (stalled)
         {
             StopProcess();
-            throw new FrameSourceException($"ffmpeg {_display}: no frame for {_options.FrameTimeout.TotalSeconds:0.#} s (stream stalled){LastErrorSuffix()}");
+            throw new FrameSourceException($"ffmpeg {_display}: no frame for {timeout.TotalSeconds:0.#} s ({(_awaitingFirstFrame ? "stream did not start" : "stream stalled")}){LastErrorSuffix()}");
         }
 
         if (read < size)
@@ -181,6 +186,7 @@ public sealed partial class FfmpegFrameSource : IFrameSource
             throw new FrameSourceException($"{what} on {_display}: {error ?? "no error output"} ({code})");
         }
 
+        _awaitingFirstFrame = false;
         frame.Format = FrameFormat.Rgb24;
         frame.Width = Width;
         frame.Height = Height;
@@ -276,7 +282,7 @@ public sealed partial class FfmpegFrameSource : IFrameSource
         var stdoutTask = process.StandardOutput.ReadToEndAsync(cancellationToken);
         var stderrTask = process.StandardError.ReadToEndAsync(cancellationToken);
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(_options.FrameTimeout);
+        timeout.CancelAfter(_options.StartTimeout);
         try
         {
             await process.WaitForExitAsync(timeout.Token).ConfigureAwait(false);
@@ -285,7 +291,7 @@ public sealed partial class FfmpegFrameSource : IFrameSource
         {
             try { process.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
             cancellationToken.ThrowIfCancellationRequested();
-            throw new FrameSourceException($"ffprobe {_display}: no answer in {_options.FrameTimeout.TotalSeconds:0.#} s (configure the width and height to skip probing)");
+            throw new FrameSourceException($"ffprobe {_display}: no answer in {_options.StartTimeout.TotalSeconds:0.#} s (configure the width and height to skip probing)");
         }
         string output = await stdoutTask.ConfigureAwait(false), errors = await stderrTask.ConfigureAwait(false);
         var m = SizePattern().Match(output);

@@ -113,6 +113,37 @@ public sealed class FfmpegFrameSourceTests
     }
 
     [Fact]
+    public async Task StalledStreamTimesOutAndCancellationIsPrompt()
+    {
+        // One frame per second in real time: after the first frame, a 300 ms timeout must fire.
+        var slow = new FfmpegOptions
+        {
+            Input = "testsrc=size=64x48:rate=1", InputOptions = ["-f", "lavfi"], Width = 64, Height = 48,
+            Realtime = true, FrameTimeout = TimeSpan.FromMilliseconds(300),
+        };
+        await using (var source = new FfmpegFrameSource(slow))
+        {
+            await source.OpenAsync(default);
+            source.Release((await source.NextAsync(default))!);
+            var ex = await Assert.ThrowsAsync<FrameSourceException>(() => source.NextAsync(default).AsTask());
+            Assert.Equal("ffmpeg testsrc=size=64x48:rate=1: no frame for 0.3 s (stream stalled)", ex.Message);
+        }
+
+        await using (var source = new FfmpegFrameSource(slow with { FrameTimeout = TimeSpan.FromSeconds(30) }))
+        {
+            await source.OpenAsync(default);
+            source.Release((await source.NextAsync(default))!);
+            using var cts = new CancellationTokenSource(TimeSpan.FromMilliseconds(100));
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => source.NextAsync(cts.Token).AsTask());
+            Assert.True(clock.ElapsedMilliseconds < 900, $"cancellation took {clock.ElapsedMilliseconds} ms");
+            // The source stays usable after a cancelled read (its timeout token was reset).
+            var next = await source.NextAsync(default);
+            Assert.NotNull(next);
+        }
+    }
+
+    [Fact]
     public void ArgumentsFollowTheDocumentedCommandLine()
     {
         var source = new FfmpegFrameSource(new FfmpegOptions { Input = "in.mp4", Realtime = true, Fps = 5 });

@@ -67,12 +67,13 @@ public sealed class GpioTests
     {
         var driver = new SimulatedGpioDriver();
         using var controller = new GpioController(driver);
-        using var trigger = new GpioTrigger(controller, new GpioTriggerOptions { Pin = Button, Edge = TriggerEdge.Falling, Debounce = TimeSpan.FromMilliseconds(60) });
+        using var trigger = new GpioTrigger(controller, new GpioTriggerOptions { Pin = Button, Edge = TriggerEdge.Falling, Debounce = TimeSpan.FromMilliseconds(100) });
         for (int i = 0; i < 3; i++)
         {
-            driver.Bounce(Button, PinValue.Low, bounces: 5);   // all within microseconds
-            driver.Bounce(Button, PinValue.High, bounces: 5);
-            await Task.Delay(150);
+            driver.Bounce(Button, PinValue.Low, bounces: 3);   // all within microseconds
+            await Task.Delay(250);
+            driver.Bounce(Button, PinValue.High, bounces: 3);
+            await Task.Delay(250);
         }
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(5));
         for (int i = 1; i <= 3; i++) Assert.Equal(i, (await trigger.WaitAsync(cts.Token)).Sequence);

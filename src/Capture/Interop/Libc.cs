@@ -21,7 +21,7 @@ internal static unsafe partial class Libc
     public const short POLLIN = 0x001, POLLPRI = 0x002, POLLERR = 0x008, POLLHUP = 0x010, POLLNVAL = 0x020;
 
     public const int EPERM = 1, ENOENT = 2, EINTR = 4, EIO = 5, ENXIO = 6, EBADF = 9, EAGAIN = 11, ENOMEM = 12,
-        EACCES = 13, EBUSY = 16, ENODEV = 19, EINVAL = 22, ENOTTY = 25, ENOSPC = 28, EPIPE = 32;
+        EACCES = 13, EBUSY = 16, ENODEV = 19, EINVAL = 22, ENOTTY = 25, ENOSPC = 28, EPIPE = 32, ENOSYS = 38;
 
     [StructLayout(LayoutKind.Sequential)]
     public struct PollFd
@@ -58,7 +58,7 @@ internal static unsafe partial class Libc
         {
             EPERM => "EPERM", ENOENT => "ENOENT", EINTR => "EINTR", EIO => "EIO", ENXIO => "ENXIO", EBADF => "EBADF",
             EAGAIN => "EAGAIN", ENOMEM => "ENOMEM", EACCES => "EACCES", EBUSY => "EBUSY", ENODEV => "ENODEV",
-            EINVAL => "EINVAL", ENOTTY => "ENOTTY", ENOSPC => "ENOSPC", EPIPE => "EPIPE", _ => $"errno {errno}",
+            EINVAL => "EINVAL", ENOTTY => "ENOTTY", ENOSPC => "ENOSPC", EPIPE => "EPIPE", ENOSYS => "ENOSYS", _ => $"errno {errno}",
         };
         return $"{Marshal.GetPInvokeErrorMessage(errno)} ({name})";
     }

@@ -168,7 +168,8 @@ public sealed unsafe class V4l2FrameSource : IFrameSource
 
         v4l2_capability cap = default;
         int e = _io.Ioctl(fd, VIDIOC_QUERYCAP, &cap);
-        if (e == Libc.ENOTTY || e == Libc.EINVAL) throw new FrameSourceException($"camera {dev} is not a V4L2 video device (VIDIOC_QUERYCAP: {Libc.Describe(e)})");
+        // ENOSYS: what qemu-user answers for ioctls it cannot translate (an arm64 build emulated on a PC).
+        if (e is Libc.ENOTTY or Libc.EINVAL or Libc.ENOSYS) throw new FrameSourceException($"camera {dev} is not a V4L2 video device (VIDIOC_QUERYCAP: {Libc.Describe(e)})");
         if (e != 0) throw Failure($"camera {dev}: VIDIOC_QUERYCAP failed: {Libc.Describe(e)}", e);
         string driver = CString(cap.driver, 16), card = CString(cap.card, 32), bus = CString(cap.bus_info, 32);
         uint caps = (cap.capabilities & V4L2_CAP_DEVICE_CAPS) != 0 ? cap.device_caps : cap.capabilities;

@@ -22,8 +22,13 @@ run() { # run "$@", keep its output in the log and on screen
   echo "::: $*"
   "$@" 2>&1 | tee "$log"
   local rc=${PIPESTATUS[0]}
+  local before=$failed
   count
-  [ "$rc" -eq 0 ] || status=1
+  if [ "$rc" -ne 0 ]; then
+    status=1
+    # A crash (e.g. a native abort) prints no failure count of its own: count it, and say so.
+    if [ "$failed" -eq "$before" ]; then failed=$((failed + 1)); echo "::: exited with code $rc without reporting a failed test: counted as one failure"; fi
+  fi
 }
 
 dotnet build EdgeViT.sln -c Release -nologo -clp:ErrorsOnly || exit 1

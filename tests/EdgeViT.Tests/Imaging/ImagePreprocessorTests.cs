@@ -1,4 +1,4 @@
-using System.Security.Cryptography;
+using EdgeViT.Tests.Support;
 using EdgeViT.Imaging;
 using EdgeViT.Kernels.Imaging;
 using EdgeViT.Kernels.Simd;
@@ -186,12 +186,12 @@ public class ImagePreprocessorTests
         var pre = new ImagePreprocessor(simd: level);
         var crop = new byte[Crop * Crop * 3];
         pre.ResizeCrop(image.Pixels, image.Width, image.Height, image.Stride, crop);
-        Assert.Equal(cropSha256, Convert.ToHexStringLower(SHA256.HashData(crop)));
+        Assert.Equal(cropSha256, ManagedSha256.HexDigest(crop));
 
         var output = new float[pre.OutputLength];
         pre.Process(image.Pixels, image.Width, image.Height, image.Stride, output);
         Assert.True(BitConverter.IsLittleEndian); // the fixture hashes little-endian float32
-        Assert.Equal(tensorSha256, Convert.ToHexStringLower(SHA256.HashData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(output.AsSpan()))));
+        Assert.Equal(tensorSha256, ManagedSha256.HexDigest(System.Runtime.InteropServices.MemoryMarshal.AsBytes(output.AsSpan())));
     }
 
     /// <summary>Noise (stresses the clamp: bicubic overshoots on sharp edges) or smooth gradients with noise.</summary>

@@ -51,7 +51,8 @@ public sealed record BudgetSettings
 /// <item>fixed: the set of the target budget (the largest calibrated budget not above it).</item>
 /// <item>flops: over a running window of the last <c>FlopsWindow</c> frames, the richest set whose expected GFLOPs
 /// (learned per set from the frames it ran, starting from the calibrated measurement) keep the window's mean at or
-/// under the target. Pruning is data dependent, so the choice alternates between neighbouring sets as needed.</item>
+/// under the target, any deviation being corrected over the next 8 frames. Pruning is data dependent, so the
+/// choice alternates between the sets around the target.</item>
 /// <item>latency: the p95 of the per-frame processing latency over a sliding time window. Above the target (after
 /// <c>MinDwellMs</c> on the set and <c>MinSamples</c> samples) it jumps to the set predicted (latency scaled by
 /// GFLOPs) to land at target*(1-h/2), at least one step cheaper. It steps back to a richer set only when that set
@@ -65,6 +66,8 @@ public sealed record BudgetSettings
 public sealed class BudgetController
 {
     private const int LatencyCapacity = 4096;
+    /// <summary>flops mode: frames over which a deviation from the target is corrected.</summary>
+    private const int FlopsSpread = 8;
 
     private readonly object _lock = new();
     private readonly TimeProvider _time;
@@ -204,13 +207,17 @@ public sealed class BudgetController
         _flopsSum += gflops;
         _flopsHead = (_flopsHead + 1) % w;
 
-        // The next frame joins the window and pushes out the oldest (once full): keep the new mean <= target.
+        // The next frame joins the window and pushes out the oldest (once full). The slack (target x frames - spent)
+        // is paid back or used up over the next few frames rather than at once, so the choice stays between the
+        // sets around the target instead of swinging from dense to the cheapest.
+        double target = TargetGFlops(s);
         double kept = _flopsCount == w ? _flopsSum - _flops[_flopsHead] : _flopsSum;
         int n = Math.Min(_flopsCount + 1, w);
-        double room = TargetGFlops(s) * n - kept;
+        double slack = target * (n - 1) - kept;
+        double allowed = target + slack / Math.Min(FlopsSpread, n);
         ActiveSet? best = null;
         foreach (var set in Catalog.Sets)
-            if (_expected[set.Index] <= room + 1e-12 && (best is null || _expected[set.Index] > _expected[best.Index])) best = set;
+            if (_expected[set.Index] <= allowed + 1e-12 && (best is null || _expected[set.Index] > _expected[best.Index])) best = set;
         best ??= Catalog.Cheapest;
         if (!ReferenceEquals(best, current)) SwitchLocked(best, "flops: running mean vs target", keepWindows: true);
     }

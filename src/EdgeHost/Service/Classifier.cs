@@ -42,15 +42,7 @@ public sealed class LoadedModel
     }
 
     /// <summary>Multiply-adds of the dense forward pass (what ForwardStats counts), in billions.</summary>
-    public static double DenseGFlops(VitWeights w)
-    {
-        var c = w.Config;
-        long n = c.Tokens, d = c.EmbedDim;
-        long macs = (long)c.Patches * c.PatchVectorLength * d
-                    + c.Depth * (4L * n * d * d + 2L * n * n * d + 2L * n * d * c.MlpDim)
-                    + d * c.Classes * (w.HeadDistillation is null ? 1 : 2);
-        return macs / 1e9;
-    }
+    public static double DenseGFlops(VitWeights w) => new FlopsModel(w.Config).Dense / 1e9;
 }
 
 /// <summary>

@@ -27,7 +27,7 @@ public static class RunCommand
             config,
         };
         command.TreatUnmatchedTokensAsErrors = false; // configuration overrides: Budget:Target=0.7, --Trigger:Mode interval
-        command.SetAction(parse => Run(Console.Error, new ServiceHostSettings
+        command.SetAction(parse => Run(parse.InvocationConfiguration.Error, new ServiceHostSettings
         {
             ConfigFile = parse.GetValue(config),
             CommandLine = parse.UnmatchedTokens.ToArray(),
@@ -48,13 +48,16 @@ public static class RunCommand
             try { await app.StartAsync(stop); }
             catch (Exception ex)
             {
-                int code = Report(stderr, ex);
-                try { await app.StopAsync(new CancellationTokenSource(TimeSpan.FromSeconds(5)).Token); } catch (Exception) { /* already failing */ }
-                return code;
+                // No StopAsync: it would log the shutdown after the error line; disposal releases what started.
+                return Report(stderr, ex);
             }
             await app.WaitForShutdownAsync(stop);
             var status = app.Services.GetRequiredService<ServiceRuntime>().Status;
-            if (status.FatalError is { } fatal) return ErrorReporter.Usage(stderr, $"service stopped: {fatal}") is var _ ? ExitCodes.InputError : 0;
+            if (status.FatalError is { } fatal)
+            {
+                ErrorReporter.WriteLine(stderr, $"service stopped: {fatal}");
+                return ExitCodes.InputError;
+            }
             return ExitCodes.Ok;
         }
     }

@@ -7,6 +7,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Hosting.Systemd;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
@@ -67,7 +68,15 @@ public static class ServiceHost
         builder.Logging.AddConfiguration(config.GetSection("Logging"));
         // stdout carries verdict lines (Results:Sink stdout), so logs go to stderr.
         builder.Logging.AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
-        builder.Services.AddSystemd(); // Type=notify (READY once StartAsync of the pipeline loaded model+source), SIGTERM, journald format
+        // systemd: Type=notify (READY=1 once the host started, i.e. after the pipeline loaded the model and opened the
+        // source), STOPPING=1 and clean stop on SIGTERM, journald log format. AddSystemd only recognises a unit whose
+        // parent is systemd; like newer runtimes, a NOTIFY_SOCKET alone (containers, systemd-run, tests) also counts.
+        builder.Services.AddSystemd();
+        if (!string.IsNullOrEmpty(Environment.GetEnvironmentVariable("NOTIFY_SOCKET")) && !services.Any(d => d.ServiceType == typeof(ISystemdNotifier)))
+        {
+            services.AddSingleton<ISystemdNotifier, SystemdNotifier>();
+            services.AddSingleton<IHostLifetime, SystemdLifetime>();
+        }
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(15));
 
         builder.WebHost.UseKestrelCore();

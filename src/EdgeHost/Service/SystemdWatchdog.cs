@@ -21,10 +21,16 @@ public sealed class SystemdWatchdog
     public bool Enabled { get; }
     public long Pings { get; private set; }
 
-    public SystemdWatchdog(ISystemdNotifier? notifier, Func<long> inFlightSince, string? watchdogUsec = null, string? watchdogPid = null)
+    private readonly Func<long> _now;
+
+    /// <param name="inFlightSince">Stopwatch timestamp at which the running classification started, 0 when idle.</param>
+    /// <param name="now">Stopwatch clock (tests drive it).</param>
+    public SystemdWatchdog(ISystemdNotifier? notifier, Func<long> inFlightSince, string? watchdogUsec = null, string? watchdogPid = null, Func<long>? now = null)
     {
         _notifier = notifier;
         _inFlightSince = inFlightSince;
+        _now = now ?? Stopwatch.GetTimestamp;
+        _lastPing = long.MinValue / 2; // the first progress pings at once
         watchdogUsec ??= Environment.GetEnvironmentVariable("WATCHDOG_USEC");
         watchdogPid ??= Environment.GetEnvironmentVariable("WATCHDOG_PID");
         bool forUs = string.IsNullOrEmpty(watchdogPid) || watchdogPid == Environment.ProcessId.ToString(CultureInfo.InvariantCulture);
@@ -41,12 +47,24 @@ public sealed class SystemdWatchdog
     public void Progress()
     {
         if (!Enabled) return;
-        long now = Stopwatch.GetTimestamp();
+        long now = _now();
         if (now - Interlocked.Read(ref _lastPing) < _periodTicks / 2) return;
         long since = _inFlightSince();
         if (since != 0 && now - since > _periodTicks) return; // inference stuck: let systemd act
         Interlocked.Exchange(ref _lastPing, now);
-        _notifier!.Notify(Ping);
-        Pings++;
+        try
+        {
+            _notifier!.Notify(Ping);
+            Pings++;
+        }
+        catch (Exception ex) when (ex is System.Net.Sockets.SocketException or IOException or ObjectDisposedException)
+        {
+            // The manager's socket went away: systemd will act on the missing pings; the frame loop goes on.
+            if (Interlocked.Increment(ref _failures) == 1) LastError = ex.Message;
+        }
     }
+
+    private int _failures;
+    /// <summary>The first failure to reach the notify socket (null when all pings went out).</summary>
+    public string? LastError { get; private set; }
 }

@@ -17,7 +17,7 @@ public static class EdgeVitMetrics
     public const string StageDuration = "edgevit.stage.duration";
     public const string StageDurationUnit = "ms";
     public const string FrameGFlops = "edgevit.frame.gflops";
-    public const string FrameGFlopsUnit = "GFLOP";
+    public const string FrameGFlopsUnit = "{GFLOP}";
     public const string TokensKept = "edgevit.tokens.kept";
     public const string TokensKeptUnit = "{token}";
 

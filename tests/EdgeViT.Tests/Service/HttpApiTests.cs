@@ -222,4 +222,27 @@ public class HttpApiTests
         Assert.Contains("test camera unplugged", json.GetProperty("source_error").GetString());
         Assert.Equal(HttpStatusCode.OK, (await Send(service.Http, HttpMethod.Get, "/healthz")).Status); // alive, not ready
     }
+
+    [Fact(Timeout = 120_000)]
+    public async Task PrometheusScrapeEndpointServesTheMetrics()
+    {
+        var probe = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        probe.Start();
+        int port = ((IPEndPoint)probe.LocalEndpoint).Port;
+        probe.Stop();
+        var config = HttpOnly();
+        config["Telemetry:Prometheus"] = "true";
+        config["Telemetry:PrometheusPort"] = port.ToString();
+        await using var service = await TestService.StartAsync(config);
+        Assert.Equal(HttpStatusCode.OK, (await Send(service.Http, HttpMethod.Post, "/v1/classify", Body(File.ReadAllBytes(SharedAssets.Images()[0])))).Status);
+
+        using var scraper = new HttpClient();
+        string text = await scraper.GetStringAsync($"http://127.0.0.1:{port}/metrics");
+        // The names dashboards query (Prometheus renders dots as underscores and appends units and _total).
+        Assert.Contains("edgevit_frames_classified_total{otel_scope_name=\"EdgeViT\"} 1", text);
+        Assert.Contains("edgevit_stage_duration_milliseconds_count{otel_scope_name=\"EdgeViT\",stage=\"infer\"} 1", text);
+        Assert.Contains("edgevit_frame_gflops_count{otel_scope_name=\"EdgeViT\"} 1", text);
+        Assert.Contains("edgevit_tokens_kept_count{otel_scope_name=\"EdgeViT\",block=\"11\"} 1", text);
+        Assert.Contains("edgevit_threshold_set_budget{otel_scope_name=\"EdgeViT\"} 1", text);
+    }
 }

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using EdgeViT.Capture;
 
 namespace EdgeViT.Host.Service.Interim;
@@ -44,6 +45,7 @@ public sealed class InterimLatestFrameQueue
     }
 
     /// <summary>Waits for a frame; null once <see cref="Complete"/> was called and the slot is empty.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<CapturedFrame?> TakeAsync(CancellationToken cancellationToken)
     {
         while (true)

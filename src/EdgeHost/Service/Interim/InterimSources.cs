@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Diagnostics;
 using EdgeViT.Capture;
 
@@ -35,6 +36,7 @@ internal sealed class Pacer(double fps) : IDisposable
     private readonly PeriodicTimer? _timer = fps > 0 ? new PeriodicTimer(TimeSpan.FromSeconds(1 / fps)) : null;
     private bool _first = true;
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask WaitAsync(CancellationToken ct)
     {
         if (_timer is null || _first) { _first = false; return; }
@@ -69,6 +71,7 @@ public sealed class InterimFolderSource(string folder, double fps, bool loop) : 
         return ValueTask.CompletedTask;
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))] // no allocation per frame when it waits
     public async ValueTask<Frame?> NextAsync(CancellationToken cancellationToken)
     {
         if (_files.Length == 0) throw new FrameSourceException("folder source is not open");
@@ -129,6 +132,7 @@ public sealed class InterimSyntheticSource(int width, int height, double fps) : 
         return ValueTask.CompletedTask;
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))] // no allocation per frame when it waits
     public async ValueTask<Frame?> NextAsync(CancellationToken cancellationToken)
     {
         await _pacer.WaitAsync(cancellationToken).ConfigureAwait(false);

@@ -97,6 +97,18 @@ public sealed class Classifier : IDisposable
         v.Sequence = frame.Sequence;
         v.CaptureMs = frame.CaptureTime.TotalMilliseconds;
         long t0 = Stopwatch.GetTimestamp();
+        Interlocked.Exchange(ref _inFlightSince, t0);
+        try { ClassifyFrame(frame, t0, v); }
+        finally { Interlocked.Exchange(ref _inFlightSince, 0); }
+        // total: from the start of the capture to the verdict, queueing included.
+        double sinceCapture = (DateTimeOffset.UtcNow - frame.Timestamp).TotalMilliseconds + v.CaptureMs;
+        v.TotalMs = Math.Max(sinceCapture, v.CaptureMs + v.ProcessingMs);
+        _metrics.Stage(0, v.CaptureMs);
+        _metrics.Stage(4, v.TotalMs);
+    }
+
+    private void ClassifyFrame(Frame frame, long t0, Verdict v)
+    {
         if (frame.Format == FrameFormat.Encoded)
         {
             RgbFrame rgb;
@@ -113,11 +125,6 @@ public sealed class Classifier : IDisposable
             }
             Run(frame.Buffer, frame.Width, frame.Height, frame.Stride, t0, v);
         }
-        // total: from the start of the capture to the verdict, queueing included.
-        double sinceCapture = (DateTimeOffset.UtcNow - frame.Timestamp).TotalMilliseconds + v.CaptureMs;
-        v.TotalMs = Math.Max(sinceCapture, v.CaptureMs + v.ProcessingMs);
-        _metrics.Stage(0, v.CaptureMs);
-        _metrics.Stage(4, v.TotalMs);
     }
 
     /// <summary>Classifies an encoded image (HTTP body); <paramref name="what"/> names it in errors.</summary>
@@ -128,53 +135,53 @@ public sealed class Classifier : IDisposable
         v.Sequence = sequence;
         v.CaptureMs = double.NaN;
         long t0 = Stopwatch.GetTimestamp();
-        RgbFrame rgb;
-        using (Span(EdgeVitMetrics.Stages.Decode))
-            rgb = _decoder.Decode(encoded, what);
-        Run(rgb.Buffer, rgb.Width, rgb.Height, rgb.Stride, t0, v);
+        Interlocked.Exchange(ref _inFlightSince, t0);
+        try
+        {
+            RgbFrame rgb;
+            using (Span(EdgeVitMetrics.Stages.Decode))
+                rgb = _decoder.Decode(encoded, what);
+            Run(rgb.Buffer, rgb.Width, rgb.Height, rgb.Stride, t0, v);
+        }
+        finally { Interlocked.Exchange(ref _inFlightSince, 0); }
         v.TotalMs = v.ProcessingMs;
         _metrics.Stage(4, v.TotalMs);
     }
 
     private void Run(byte[] pixels, int width, int height, int stride, long t0, Verdict v)
     {
-        Interlocked.Exchange(ref _inFlightSince, t0);
-        try
+        long t1 = Stopwatch.GetTimestamp();
+        using (Span(EdgeVitMetrics.Stages.Preprocess))
         {
-            long t1 = Stopwatch.GetTimestamp();
-            using (Span(EdgeVitMetrics.Stages.Preprocess))
-            {
-                try { _preprocessor.Process(pixels.AsSpan(0, stride * (height - 1) + width * 3), width, height, stride, _chw); }
-                catch (ArgumentException ex) { throw new ImageDecodeException($"{v.Origin}: cannot preprocess a {width}x{height} image: {ex.Message}"); }
-            }
-            long t2 = Stopwatch.GetTimestamp();
-            var set = _budget.Current; // read once: a swap lands between frames
-            ForwardStats stats;
-            using (Span(EdgeVitMetrics.Stages.Infer))
-                stats = _engine.Infer(_chw, _logits, set.Thresholds);
-            Ranking.Softmax(_logits, _probs);
-            int n = Ranking.TopK(_logits, _top);
-            long t3 = Stopwatch.GetTimestamp();
-
-            v.Time = DateTimeOffset.UtcNow;
-            v.Width = width;
-            v.Height = height;
-            v.Count = n;
-            for (int i = 0; i < n; i++) { v.Classes[i] = _top[i]; v.Scores[i] = _probs[_top[i]]; }
-            v.GFlops = stats.GFlops;
-            stats.TokensPerBlock.AsSpan().CopyTo(v.TokensPerBlock);
-            v.DecodeMs = Inputs.Ms(t0, t1);
-            v.PreprocessMs = Inputs.Ms(t1, t2);
-            v.InferMs = Inputs.Ms(t2, t3);
-            v.Set = set;
-
-            _metrics.Stage(1, v.DecodeMs);
-            _metrics.Stage(2, v.PreprocessMs);
-            _metrics.Stage(3, v.InferMs);
-            _metrics.Frame(v.GFlops, v.TokensPerBlock);
-            _budget.Observe(v.GFlops, v.ProcessingMs);
+            try { _preprocessor.Process(pixels.AsSpan(0, stride * (height - 1) + width * 3), width, height, stride, _chw); }
+            catch (ArgumentException ex) { throw new ImageDecodeException($"{v.Origin}: cannot preprocess a {width}x{height} image: {ex.Message}"); }
         }
-        finally { Interlocked.Exchange(ref _inFlightSince, 0); }
+        long t2 = Stopwatch.GetTimestamp();
+        var set = _budget.Current; // read once: a swap lands between frames
+        ForwardStats stats;
+        using (Span(EdgeVitMetrics.Stages.Infer))
+            stats = _engine.Infer(_chw, _logits, set.Thresholds);
+        Ranking.Softmax(_logits, _probs);
+        int n = Ranking.TopK(_logits, _top);
+        long t3 = Stopwatch.GetTimestamp();
+
+        v.Time = DateTimeOffset.UtcNow;
+        v.Width = width;
+        v.Height = height;
+        v.Count = n;
+        for (int i = 0; i < n; i++) { v.Classes[i] = _top[i]; v.Scores[i] = _probs[_top[i]]; }
+        v.GFlops = stats.GFlops;
+        stats.TokensPerBlock.AsSpan().CopyTo(v.TokensPerBlock);
+        v.DecodeMs = Inputs.Ms(t0, t1);
+        v.PreprocessMs = Inputs.Ms(t1, t2);
+        v.InferMs = Inputs.Ms(t2, t3);
+        v.Set = set;
+
+        _metrics.Stage(1, v.DecodeMs);
+        _metrics.Stage(2, v.PreprocessMs);
+        _metrics.Stage(3, v.InferMs);
+        _metrics.Frame(v.GFlops, v.TokensPerBlock);
+        _budget.Observe(v.GFlops, v.ProcessingMs);
     }
 
     /// <summary>A child span of the frame's trace, tagged with its stage; null (no cost) without a listener.</summary>

@@ -192,9 +192,10 @@ public sealed class FramePipeline : BackgroundService, IHostedLifecycleService
                     Signal(_sourceRestarted);
                     delayMs = _sourceOptions.ReopenDelayMs;
                 }
-                catch (FrameSourceException ex)
+                catch (Exception ex) when (ex is not OperationCanceledException)
                 {
-                    SourceFailed(ex.Message);
+                    // Whatever a source throws, the service keeps serving and retries (FrameSourceException is the contract).
+                    SourceFailed(ex is FrameSourceException ? ex.Message : $"{ex.GetType().Name}: {ex.Message}");
                     await Task.Delay(delayMs, stop);
                     delayMs = Math.Min(delayMs * 2, Math.Max(_sourceOptions.ReopenDelayMs, 30_000));
                 }
@@ -212,9 +213,9 @@ public sealed class FramePipeline : BackgroundService, IHostedLifecycleService
                 continue;
             }
             catch (OperationCanceledException) { return; }
-            catch (Exception ex) when (ex is FrameSourceException or IOException)
+            catch (Exception ex) when (ex is not OperationCanceledException)
             {
-                SourceFailed(ex.Message);
+                SourceFailed(ex is FrameSourceException ? ex.Message : $"{ex.GetType().Name}: {ex.Message}");
                 await CloseSourceAsync();
                 await Task.Delay(delayMs, stop);
                 continue;

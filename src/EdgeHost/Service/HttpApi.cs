@@ -153,6 +153,7 @@ public static class HttpApi
             }
 
             var verdict = classifier.NewVerdict();
+            var writer = new VerdictWriter(rt.Model!.Synsets);
             if (length == 0)
             {
                 if (pipeline.Mode != "http" || pipeline.Source is null)
@@ -167,7 +168,7 @@ public static class HttpApi
                     await HttpFailure(ctx, rt, 503, $"no frame from source {rt.Status.SourceName} within 10 s");
                     return;
                 }
-                if (!await pipeline.ProcessAsync(captured, verdict, new VerdictWriter(rt.Model!.Synsets)))
+                if (!await pipeline.ProcessAsync(captured, verdict, writer))
                 {
                     await HttpFailure(ctx, rt, 422, "the captured frame could not be classified (see the service log)");
                     return;
@@ -194,9 +195,9 @@ public static class HttpApi
                 }
                 System.Diagnostics.Activity.Current = previous;
                 rt.Status.OnClassified();
-                pipeline.Emit(verdict, new VerdictWriter(rt.Model!.Synsets));
+                pipeline.Emit(verdict, writer);
             }
-            var json = new VerdictWriter(rt.Model!.Synsets).Write(verdict);
+            var json = writer.Write(verdict);
             ctx.Response.StatusCode = 200;
             ctx.Response.ContentType = "application/json";
             await ctx.Response.Body.WriteAsync(json, ctx.RequestAborted);

@@ -13,8 +13,13 @@ namespace EdgeViT.Tests.Service;
 
 /// <summary>systemd integration: the real binary against a notify socket the test binds, and the watchdog's rule.</summary>
 [Collection(ServiceHostCollection.Name)]
-public class SystemdTests(ITestOutputHelper output)
+public partial class SystemdTests(ITestOutputHelper output)
 {
+    private const int SigTerm = 15;
+
+    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static partial int Kill(int pid, int signal);
+
     [Fact(Timeout = 180_000)]
     public async Task NotifiesReadyPingsTheWatchdogAndStopsCleanlyOnSigterm()
     {
@@ -66,7 +71,7 @@ public class SystemdTests(ITestOutputHelper output)
             if (process.HasExited) Assert.Fail($"edgevit exited: {await stderr}");
             // Pings while frames progress: the period is 1 s, so one at least every half second or so.
             await TestService.WaitUntil(() => Count("WATCHDOG=1") >= 3, TimeSpan.FromSeconds(30), "3 watchdog pings");
-            using (var kill = Process.Start("kill", ["-TERM", process.Id.ToString()])) kill.WaitForExit();
+            Assert.Equal(0, Kill(process.Id, SigTerm));
             Assert.True(process.WaitForExit(TimeSpan.FromSeconds(30)), "no exit within 30 s of SIGTERM");
         }
         finally

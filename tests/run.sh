@@ -31,7 +31,7 @@ dotnet build EdgeViT.sln -c Release -nologo -clp:ErrorsOnly || exit 1
 run dotnet test tests/EdgeViT.Tests -c Release --no-build --nologo
 
 runner=tests/ArmRunner/bin/Release/net10.0/edgevit-test-runner.dll
-suites="EdgeViT.Tests.Kernels EdgeViT.Tests.Imaging"
+suites="EdgeViT.Tests.Kernels EdgeViT.Tests.Imaging EdgeViT.Tests.Capture"
 # .NET 10 reads DOTNET_EnableAVX512 (DOTNET_EnableAVX512F alone no longer disables AVX-512); set both.
 run env DOTNET_EnableAVX512=0 DOTNET_EnableAVX512F=0 dotnet "$runner" $suites
 run env DOTNET_EnableAVX2=0 dotnet "$runner" $suites

@@ -6,7 +6,12 @@ string cmd = args.Length > 0 ? args[0] : "gemm";
 var level = Arg("--simd") is { } s ? SimdLevels.Parse(s) : SimdLevels.Best;
 switch (cmd)
 {
-    case "gemm": GemmBench.Run(ArgInt("--threads", 1), level, Console.Out); break;
+    case "gemm":
+        Console.WriteLine("| measure | SIMD | value |\n|---|---|---|");
+        double peak = PeakBench.Measure(Console.Out);
+        Console.WriteLine();
+        GemmBench.Run(ArgInt("--threads", 1), level, Console.Out, peak);
+        break;
     case "models":
         ModelBench.Run(Arg("--threads") is { } t ? t.Split(',').Select(int.Parse).ToArray() : [1, 2], level,
             (Arg("--sizes") ?? "tiny,small,base").Split(','), Console.Out);

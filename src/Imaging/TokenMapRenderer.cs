@@ -22,8 +22,9 @@ public static class TokenMapRenderer
         using var canvas = new SKCanvas(bitmap);
         canvas.Clear(SKColors.White);
         using var source = ToBitmap(crop, size);
-        using var font = new SKFont(SKTypeface.Default, 13);
-        using var titleFont = new SKFont(SKTypeface.Default, 15);
+        using var typeface = ResolveTypeface();
+        using var font = new SKFont(typeface, 13);
+        using var titleFont = new SKFont(typeface, 15);
         using var ink = new SKPaint { Color = SKColors.Black, IsAntialias = true };
         using var dim = new SKPaint { Color = new SKColor(0, 0, 0, 170) };
         using var cross = new SKPaint { Color = new SKColor(255, 255, 255, 90), StrokeWidth = 1, IsStroke = true };
@@ -48,6 +49,23 @@ public static class TokenMapRenderer
         using var data = image.Encode(SKEncodedImageFormat.Png, 90);
         using var file = File.Create(path);
         data.SaveTo(file);
+    }
+
+    // The dependency-free Skia build does not ask fontconfig, so its default typeface draws nothing:
+    // load a common system font by path (DejaVu ships with Debian/Raspberry Pi OS), else fall back.
+    private static readonly string[] FontPaths =
+    [
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+        "/usr/share/fonts/TTF/DejaVuSans.ttf",
+        "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+        "/usr/share/fonts/truetype/freefont/FreeSans.ttf",
+    ];
+
+    private static SKTypeface ResolveTypeface()
+    {
+        foreach (var path in FontPaths)
+            if (File.Exists(path) && SKTypeface.FromFile(path) is { } face) return face;
+        return SKTypeface.CreateDefault();
     }
 
     private static SKBitmap ToBitmap(byte[] rgb, int size)

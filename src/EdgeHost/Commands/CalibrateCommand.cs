@@ -25,7 +25,7 @@ public static class CalibrateCommand
         var candidates = CommonOptions.IntInRange(new Option<int>("--candidates")
         {
             Description = "M: threshold candidates per block (candidate m drops about m/M of the tokens reaching it).",
-            DefaultValueFactory = _ => 20,
+            DefaultValueFactory = _ => 40,
             HelpName = "M",
         }, 2, 100);
         var budgets = new Option<string>("--budgets")
@@ -34,6 +34,13 @@ public static class CalibrateCommand
             DefaultValueFactory = _ => "0.40:1.00:0.01",
             HelpName = "GRID",
         };
+        var fisherAt = new Option<string>("--fisher-at")
+        {
+            Description = "Where the token mask sits for Fisher: token (its whole state after attention; default) or msa (its MSA output only).",
+            DefaultValueFactory = _ => "token",
+            HelpName = "token|msa",
+        };
+        fisherAt.AcceptOnlyFromAmong("token", "msa");
         var pseudo = new Option<bool>("--pseudo-labels") { Description = "Use the model's own top-1 as the label (unlabelled images)." };
         var workers = CommonOptions.Threads();
         workers.Description = "Worker threads (each runs its own single-threaded engine).";
@@ -42,17 +49,23 @@ public static class CalibrateCommand
 
         var command = new Command("calibrate", "RCTP: calibrate class-attention thresholds for every FLOPs budget on a grid.")
         {
-            model, images, synsets, output, limit, split, candidates, budgets, pseudo, workers, simd, json,
+            model, images, synsets, output, limit, split, candidates, budgets, fisherAt, pseudo, workers, simd, json,
         };
         command.SetAction(parse => Run(stdout, new CalibrateArgs(
             parse.GetRequiredValue(model), parse.GetRequiredValue(images), parse.GetValue(synsets), parse.GetRequiredValue(output),
             parse.GetValue(limit), parse.GetValue(split) ?? "all", parse.GetValue(candidates), parse.GetValue(budgets) ?? "0.40:1.00:0.01",
-            parse.GetValue(pseudo), parse.GetValue(workers), CommonOptions.ParseSimd(parse.GetValue(simd)), parse.GetValue(json))));
+            parse.GetValue(pseudo), parse.GetValue(workers), CommonOptions.ParseSimd(parse.GetValue(simd)), parse.GetValue(json))
+        {
+            FisherSite = parse.GetValue(fisherAt) == "msa" ? FisherSite.MsaOutput : FisherSite.TokenState,
+        }));
         return command;
     }
 
     public sealed record CalibrateArgs(string Model, string Images, string? Synsets, string Out, int? Limit, string Split, int Candidates,
-        string Budgets, bool PseudoLabels, int Workers, Kernels.Simd.SimdLevel? Simd, bool Json);
+        string Budgets, bool PseudoLabels, int Workers, Kernels.Simd.SimdLevel? Simd, bool Json)
+    {
+        public FisherSite FisherSite { get; init; } = FisherSite.TokenState;
+    }
 
     public static int Run(TextWriter stdout, CalibrateArgs a)
     {
@@ -76,7 +89,7 @@ public static class CalibrateCommand
 
         void Log(string line) { if (!a.Json) { lock (stdout) stdout.WriteLine(line); } }
         Log($"calibrating {config.Describe()} on {paths.Count} images ({a.Split}, {(a.PseudoLabels ? "pseudo-labels" : "labels from file names")}), " +
-            $"{a.Candidates} candidates per block, {grid.Length} budgets, {a.Workers} workers");
+            $"{a.Candidates} candidates per block, Fisher at the {(a.FisherSite == FisherSite.TokenState ? "token state" : "MSA output")}, {grid.Length} budgets, {a.Workers} workers");
 
         var describe = new Dictionary<string, string>
         {
@@ -91,7 +104,7 @@ public static class CalibrateCommand
             if (!preprocessors.TryTake(out var pre)) pre = new ImagePreprocessor(Inputs.PreprocessFor(config));
             try { Inputs.LoadImage(paths[i], pre, chw); }
             finally { preprocessors.Add(pre); }
-        }, labels, grid, new CalibrationOptions(a.Candidates, a.Workers, Simd: a.Simd), describe, Log);
+        }, labels, grid, new CalibrationOptions(a.Candidates, a.FisherSite, a.Workers, Simd: a.Simd), describe, Log);
 
         report.File.Save(a.Out);
         double wall = Inputs.Ms(start, Stopwatch.GetTimestamp()) / 1000;

@@ -3,7 +3,7 @@ using EdgeViT.Kernels.Model;
 
 namespace EdgeViT.Kernels.Rctp;
 
-public sealed record CalibrationOptions(int Candidates = 20, int Workers = 2, int KeepBins = 200, int FlopsUnits = 4000, Simd.SimdLevel? Simd = null);
+public sealed record CalibrationOptions(int Candidates = 40, FisherSite FisherSite = FisherSite.TokenState, int Workers = 2, int KeepBins = 200, int FlopsUnits = 4000, Simd.SimdLevel? Simd = null);
 
 /// <summary>Where calibration spent its time, for the report.</summary>
 public sealed record CalibrationReport(ThresholdFile File, CandidateTable Candidates, CalibrationStatistics Statistics, TimeSpan ProbeTime, TimeSpan PlanTime, TimeSpan FitTime);
@@ -29,7 +29,7 @@ public static class Calibrator
 
         var clock = Stopwatch.StartNew();
         int done = 0;
-        var probes = Enumerable.Range(0, workers).Select(_ => new FisherProbe(weights, options.Simd)).ToArray();
+        var probes = Enumerable.Range(0, workers).Select(_ => new FisherProbe(weights, options.Simd, options.FisherSite)).ToArray();
         try
         {
             System.Threading.Tasks.Parallel.For(0, workers, new ParallelOptions { MaxDegreeOfParallelism = workers }, w =>
@@ -75,6 +75,7 @@ public static class Calibrator
             ["keep_bins"] = options.KeepBins.ToString(),
             ["flops_units"] = options.FlopsUnits.ToString(),
             ["fisher_normalisation"] = "per block, sum over D = 1",
+            ["fisher_site"] = options.FisherSite == FisherSite.TokenState ? "token state after attention" : "MSA output",
         };
         var file = new ThresholdFile
         {

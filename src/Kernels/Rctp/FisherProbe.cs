@@ -4,6 +4,20 @@ using EdgeViT.Kernels.Simd;
 
 namespace EdgeViT.Kernels.Rctp;
 
+/// <summary>
+/// Where calibration's token mask m sits after block l's attention, i.e. which activation a enters F = (sum_c g_c a_c)^2.
+/// </summary>
+public enum FisherSite
+{
+    /// <summary>
+    /// The token's whole state x' = x + MSA(LN(x)) after the attention sub-block: dropping the token removes all
+    /// of it from the rest of the network, and on DeiT-Tiny this predicts pruning damage best (bench/RESULTS.md).
+    /// </summary>
+    TokenState,
+    /// <summary>Only the token's MSA output y = x' - x (the narrowest reading of "a mask at the MSA output").</summary>
+    MsaOutput,
+}
+
 /// <summary>What calibration learns from one image: per block and patch token, class attention and Fisher.</summary>
 public sealed class TokenStatistics(int depth, int patches)
 {
@@ -11,7 +25,7 @@ public sealed class TokenStatistics(int depth, int patches)
     public int Patches { get; } = patches;
     /// <summary>[block * Patches + patch]: head-averaged class attention of the patch token in the dense model.</summary>
     public float[] Scores { get; } = new float[depth * patches];
-    /// <summary>[block * Patches + patch]: (dL/dm)^2 for a mask m on the token's MSA output, = (sum_c g_c y_c)^2.</summary>
+    /// <summary>[block * Patches + patch]: (dL/dm)^2 for a mask m on the token at the probe's <see cref="FisherSite"/>.</summary>
     public float[] Fisher { get; } = new float[depth * patches];
     public int Label { get; set; }
     public int PredictedClass { get; set; }
@@ -37,8 +51,11 @@ public sealed unsafe class FisherProbe : IDisposable, VitEngine.IForwardObserver
     private readonly float[] _logits;
     private readonly int _ld; // row stride of the n x n score matrices
 
-    public FisherProbe(VitWeights weights, SimdLevel? level = null)
+    public FisherSite Site { get; }
+
+    public FisherProbe(VitWeights weights, SimdLevel? level = null, FisherSite site = FisherSite.TokenState)
     {
+        Site = site;
         _c = weights.Config;
         _level = level ?? SimdLevels.Best;
         _engine = new VitEngine(weights, new EngineOptions(1, _level)) { Observer = this };
@@ -151,15 +168,19 @@ public sealed unsafe class FisherProbe : IDisposable, VitEngine.IForwardObserver
         for (int r = 0; r < n; r++) LayerNormBackwardRow(xm + r * d, blk.Norm2, _du + r * d, _g + r * d);
     }
 
-    /// <summary>F_t = (sum_c g_tc y_tc)^2 with y = MSA output = x' - x, g = dL/dx' (the residual makes them equal).</summary>
+    /// <summary>
+    /// F_t = (sum_c g_tc a_tc)^2 with g = dL/dx' and a = x' (token state) or y = x' - x (MSA output; the residual
+    /// connection makes dL/dy = dL/dx').
+    /// </summary>
     private void RecordFisher(int l, int n, TokenStatistics into)
     {
         int d = _c.EmbedDim, prefix = _c.PrefixTokens;
         float* x = _xIn[l].Pointer, xm = _xMid[l].Pointer;
+        float keepInput = Site == FisherSite.MsaOutput ? 1f : 0f; // a = x' - keepInput * x
         for (int t = prefix; t < n; t++)
         {
             double s = 0;
-            for (int j = 0; j < d; j++) s += (double)_g[t * d + j] * (xm[t * d + j] - x[t * d + j]);
+            for (int j = 0; j < d; j++) s += (double)_g[t * d + j] * (xm[t * d + j] - keepInput * x[t * d + j]);
             into.Fisher[l * into.Patches + t - prefix] = (float)(s * s);
             into.Scores[l * into.Patches + t - prefix] = _score[l].Pointer[t];
         }

@@ -10,8 +10,9 @@ internal static class ReferenceVit
 {
     public sealed record Result(double[] Logits, int[] TokensPerBlock, long MultiplyAdds);
 
-    /// <param name="msaMask">Optional [block, token] multiplier on each token's MSA output (calibration's mask m).</param>
-    public static Result Forward(VitWeights w, float[] img, float[]? thresholds = null, double[,]? msaMask = null)
+    /// <param name="msaMask">Optional [block, token] multiplier m (calibration's mask): on the token's MSA output, or
+    /// with <paramref name="maskWholeToken"/> on its whole state after the attention sub-block.</param>
+    public static Result Forward(VitWeights w, float[] img, float[]? thresholds = null, double[,]? msaMask = null, bool maskWholeToken = false)
     {
         var c = w.Config;
         int d = c.EmbedDim, p = c.PatchSize, g = c.GridSize, size = c.ImageSize;
@@ -64,7 +65,7 @@ internal static class ReferenceVit
                     for (int j = 0; j < n; j++)
                         for (int e = 0; e < dh; e++) attnOut[i][h * dh + e] += s[j] * qkv[j][2 * d + h * dh + e];
                 }
-            for (int t = 0; t < n; t++) { var pr = Linear(attnOut[t], b.Proj); double m = msaMask?[l, t] ?? 1.0; for (int i = 0; i < d; i++) x[t][i] += m * pr[i]; }
+            for (int t = 0; t < n; t++) { var pr = Linear(attnOut[t], b.Proj); double m = msaMask?[l, t] ?? 1.0; for (int i = 0; i < d; i++) x[t][i] = maskWholeToken ? m * (x[t][i] + pr[i]) : x[t][i] + m * pr[i]; }
             macs += 4L * n * d * d + 2L * n * n * d;
 
             if (thresholds is not null)

@@ -8,21 +8,26 @@ namespace EdgeViT.Tests.Rctp;
 
 public class FisherProbeTests
 {
-    public static TheoryData<SimdLevel> Levels() { var d = new TheoryData<SimdLevel>(); foreach (var l in SimdLevels.Supported) d.Add(l); return d; }
+    public static TheoryData<SimdLevel, FisherSite> Levels()
+    {
+        var d = new TheoryData<SimdLevel, FisherSite>();
+        foreach (var l in SimdLevels.Supported) foreach (var s in Enum.GetValues<FisherSite>()) d.Add(l, s);
+        return d;
+    }
 
     /// <summary>
     /// dL/dm for a mask m on a token's MSA output, by central differences on the double-precision reference,
     /// must match the probe's analytic Fisher: F = (dL/dm)^2.
     /// </summary>
     [Theory, MemberData(nameof(Levels))]
-    public void FisherMatchesFiniteDifferencesOfTheMaskedLoss(SimdLevel level)
+    public void FisherMatchesFiniteDifferencesOfTheMaskedLoss(SimdLevel level, FisherSite site)
     {
         foreach (var config in new[] { VitEngineTests.Small, VitEngineTests.Small with { HasDistillationToken = true } })
         {
             var w = VitWeights.Random(config, seed: 21);
             var img = VitEngineTests.RandomImage(config, 4);
             int label = 3;
-            using var probe = new FisherProbe(w, level);
+            using var probe = new FisherProbe(w, level, site);
             var stats = new TokenStatistics(config.Depth, config.Patches);
             probe.Measure(img, label, stats);
 
@@ -40,7 +45,7 @@ public class FisherProbeTests
                     var mask = new double[config.Depth, config.Tokens];
                     for (int i = 0; i < config.Depth; i++) for (int j = 0; j < config.Tokens; j++) mask[i, j] = 1;
                     mask[l, t] = m;
-                    return ReferenceVit.CrossEntropy(ReferenceVit.Forward(w, img, msaMask: mask).Logits, label);
+                    return ReferenceVit.CrossEntropy(ReferenceVit.Forward(w, img, msaMask: mask, maskWholeToken: site == FisherSite.TokenState).Logits, label);
                 }
                 double grad = (Loss(1 + h) - Loss(1 - h)) / (2 * h);
                 pairs.Add((stats.Fisher[l * config.Patches + patch], grad * grad, $"block {l} token {t}"));
@@ -48,7 +53,7 @@ public class FisherProbeTests
             double largest = pairs.Max(p => p.Expected);
             foreach (var (got, expected, where) in pairs)
                 Assert.True(Math.Abs(got - expected) <= 2e-3 * expected + 1e-5 * largest,
-                    $"{level} dist={config.HasDistillationToken} {where}: Fisher {got}, finite differences {expected}");
+                    $"{level} {site} dist={config.HasDistillationToken} {where}: Fisher {got}, finite differences {expected}");
             // Most probes must carry a real gradient, or the comparison above proves nothing.
             Assert.True(pairs.Count(p => p.Expected > 1e-3 * largest) >= pairs.Count / 2, "too few tokens with a non-trivial Fisher");
         }

@@ -103,7 +103,7 @@ public sealed class ServiceInstruments : IDisposable
     private readonly Histogram<double> _stage;
     private readonly Histogram<double> _gflops;
     private readonly Histogram<int> _tokens;
-    private readonly Counter<long> _captured, _dropped, _classified, _errors;
+    private readonly Counter<long> _classified, _errors;
     private readonly KeyValuePair<string, object?>[] _stageTags;
     private KeyValuePair<string, object?>[] _blockTags = [];
     private readonly Dictionary<string, KeyValuePair<string, object?>> _errorTags = new(StringComparer.Ordinal);
@@ -120,8 +120,6 @@ public sealed class ServiceInstruments : IDisposable
         _tokens = Meter.CreateHistogram<int>(EdgeVitMetrics.TokensKept, EdgeVitMetrics.TokensKeptUnit,
             "Tokens (class token included) a block kept after RCTP pruning.",
             advice: new InstrumentAdvice<int> { HistogramBucketBoundaries = [10, 25, 50, 75, 100, 125, 150, 175, 197, 257, 577] });
-        _captured = Meter.CreateCounter<long>(EdgeVitMetrics.FramesCaptured, EdgeVitMetrics.FramesUnit, "Frames the source delivered.");
-        _dropped = Meter.CreateCounter<long>(EdgeVitMetrics.FramesDropped, EdgeVitMetrics.FramesUnit, "Frames replaced in the latest-frame queue before being classified.");
         _classified = Meter.CreateCounter<long>(EdgeVitMetrics.FramesClassified, EdgeVitMetrics.FramesUnit, "Frames (and posted images) classified.");
         _errors = Meter.CreateCounter<long>(EdgeVitMetrics.Errors, EdgeVitMetrics.ErrorsUnit, "Failures by kind: source, decode, inference, results, http.");
         _stageTags = EdgeVitMetrics.Stages.All.Select(s => new KeyValuePair<string, object?>(EdgeVitMetrics.StageAttribute, s)).ToArray();
@@ -144,8 +142,16 @@ public sealed class ServiceInstruments : IDisposable
         _classified.Add(1);
     }
 
-    public void Captured() => _captured.Add(1);
-    public void Dropped() => _dropped.Add(1);
+    /// <summary>
+    /// Captured and dropped frames are counted by the capture loop and the latest-frame queue (EdgeViT.Capture);
+    /// they are exported as observable counters reading those totals.
+    /// </summary>
+    public void ObserveCapture(Func<long> captured, Func<long> dropped)
+    {
+        Meter.CreateObservableCounter(EdgeVitMetrics.FramesCaptured, captured, EdgeVitMetrics.FramesUnit, "Frames the source delivered.");
+        Meter.CreateObservableCounter(EdgeVitMetrics.FramesDropped, dropped, EdgeVitMetrics.FramesUnit,
+            "Frames replaced in the latest-frame queue before being classified.");
+    }
 
     public void Error(string kind) =>
         _errors.Add(1, _errorTags.TryGetValue(kind, out var tag) ? tag : new(EdgeVitMetrics.KindAttribute, kind));

@@ -69,6 +69,9 @@ public sealed class SourceOptions
     /// <summary>Replay a finite source (folder, file) from the start when it ends.</summary>
     public bool Loop { get; set; } = true;
 
+    /// <summary>ffmpeg: read the input at its native rate (-re), for files replayed as if live.</summary>
+    public bool Realtime { get; set; }
+
     /// <summary>Delay before reopening a source that failed.</summary>
     [IntRange(10, 600_000)] public int ReopenDelayMs { get; set; } = 1000;
 }

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
 using EdgeViT.Capture;
-using EdgeViT.Host.Service.Interim;
 using EdgeViT.Imaging;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Hosting.Systemd;
@@ -10,12 +9,19 @@ using Microsoft.Extensions.Options;
 
 namespace EdgeViT.Host.Service;
 
+/// <summary>A frame taken from a session's queue; <see cref="Release"/> gives it back to its source's pool.</summary>
+public readonly record struct CapturedFrame(Frame Frame, CaptureSession Session)
+{
+    public void Release() => Session.Queue.Release(Frame);
+}
+
 /// <summary>
-/// The frame loop. Start-up (before systemd hears READY=1) loads the model and opens the source; a failure there
-/// stops start-up with one line. Then two loops run:
+/// The frame loop. Start-up (before Kestrel and before systemd hears READY=1) loads the model and opens the source;
+/// a failure there stops start-up with one line. Then:
 /// <list type="bullet">
-/// <item>capture: source -> latest-frame-wins queue (an unclaimed frame is replaced and counted as dropped);
-/// a failing source is reopened after Source:ReopenDelayMs; a source settings reload swaps the source.</item>
+/// <item>capture: EdgeViT.Capture's <see cref="CaptureLoop"/> on its own thread pumps the source into a
+/// <see cref="LatestFrameQueue"/> (an unclaimed frame is replaced and counted as dropped) and reopens a failing
+/// source with backoff (Source:ReopenDelayMs). A source settings reload replaces source, queue and loop.</item>
 /// <item>classify: per Trigger:Mode (continuous, interval, gpio press, http = idle) takes the latest frame,
 /// classifies it with the active threshold set, writes the verdict line, drives the GPIO output, pings the
 /// watchdog. Each frame is one trace: a root span and a span per stage.</item>
@@ -27,15 +33,16 @@ public sealed class FramePipeline : BackgroundService, IHostedLifecycleService
     private readonly ServiceRuntime _rt;
     private readonly IOptionsMonitor<EdgeVitOptions> _monitor;
     private readonly ILogger<FramePipeline> _log;
+    private readonly ILoggerFactory _loggers;
     private readonly ISystemdNotifier? _notifier;
-    // WIRE: feat/capture's LatestFrameQueue (single-slot, Dropped counter) replaces the interim queue.
-    private readonly InterimLatestFrameQueue _queue = new();
-    private readonly SemaphoreSlim _sourceRestarted = new(0, 1);
-    private readonly object _sourceLock = new();
+    private readonly IHostApplicationLifetime _lifetime;
+    private readonly SemaphoreSlim _sessionChanged = new(0, 1);
+    private readonly SemaphoreSlim _swap = new(1, 1);
+    private readonly SemaphoreSlim _httpTake = new(1, 1);
 
     private SourceOptions _sourceOptions;
-    private CancellationTokenSource? _sessionCts;
-    private IFrameSource? _source;
+    private IFrameSource? _openedAtStart;
+    private CancellationToken _stopping;
     private IGpioTrigger? _gpioTrigger;
     private IGpioOutput? _gpioOutput;
     private int? _outputClass;
@@ -44,22 +51,22 @@ public sealed class FramePipeline : BackgroundService, IHostedLifecycleService
     private BudgetSettings? _lastBudget;
     private string _lastSourceJson = "";
     private SystemdWatchdog? _watchdog;
+    private volatile bool _sessionStarted;
 
-    private readonly IHostApplicationLifetime _lifetime;
-
-    public FramePipeline(ServiceRuntime runtime, IOptionsMonitor<EdgeVitOptions> monitor, ILogger<FramePipeline> log, IServiceProvider services,
+    public FramePipeline(ServiceRuntime runtime, IOptionsMonitor<EdgeVitOptions> monitor, ILoggerFactory loggers, IServiceProvider services,
         IHostApplicationLifetime lifetime)
     {
-        _lifetime = lifetime;
         _rt = runtime;
         _monitor = monitor;
-        _log = log;
+        _loggers = loggers;
+        _log = loggers.CreateLogger<FramePipeline>();
+        _lifetime = lifetime;
         _notifier = services.GetService(typeof(ISystemdNotifier)) as ISystemdNotifier;
         _sourceOptions = runtime.Options.Source;
         runtime.Pipeline = this;
     }
 
-    public IFrameSource? Source => _source;
+    public IFrameSource? Source => _rt.Status.Session?.Source;
     public SystemdWatchdog? Watchdog => _watchdog;
     public string Mode => _rt.Options.Trigger.Mode.ToLowerInvariant();
 
@@ -82,10 +89,22 @@ public sealed class FramePipeline : BackgroundService, IHostedLifecycleService
 
         _lastBudget = BudgetSettings.From(o.Budget);
         _lastSourceJson = JsonSerializer.Serialize(o.Source);
-        if (_sourceOptions.Kind.Equals("none", StringComparison.OrdinalIgnoreCase)) _rt.Status.SourceNotNeeded = true;
-        else await OpenSourceAsync(_sourceOptions, cancellationToken); // at start-up a source that cannot open is fatal
+        var source = _rt.Sources.Create(_sourceOptions);
+        if (source is null) _rt.Status.SourceNotNeeded = true;
+        else
+        {
+            // Opened here so that a missing camera or folder fails start-up; the capture loop then reopens on failures.
+            try { await source.OpenAsync(cancellationToken); }
+            catch
+            {
+                await source.DisposeAsync();
+                throw;
+            }
+            _openedAtStart = source;
+        }
         _reloadSubscription = _monitor.OnChange(OnOptionsChanged);
         _rt.LogLoaded();
+        if (source is not null) _log.LogInformation("source {Source} open", source.Name);
     }
 
     public Task StartedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
@@ -101,57 +120,36 @@ public sealed class FramePipeline : BackgroundService, IHostedLifecycleService
         throw new Commands.UsageException($"Trigger:Gpio:OutputClass must be a class index 0..{_rt.Model.Config.Classes - 1} or a synset id of the Synsets file (got '{text}')");
     }
 
-    private async Task OpenSourceAsync(SourceOptions options, CancellationToken ct)
+    /// <summary>Starts a capture loop on a source (already open at start-up, else opened by the loop with retries).</summary>
+    private CaptureSession StartSession(IFrameSource source, bool alreadyOpen)
     {
-        var source = _rt.Sources.Create(options);
-        if (source is null)
-        {
-            _rt.Status.SourceNotNeeded = true;
-            return;
-        }
-        try { await source.OpenAsync(ct); }
-        catch
-        {
-            await source.DisposeAsync();
-            throw;
-        }
-        lock (_sourceLock)
-        {
-            _source = source;
-            _sessionCts = new CancellationTokenSource();
-        }
-        _rt.Status.SourceName = source.Name;
-        _rt.Status.SourceOpen = true;
-        _rt.Status.SourceEnded = false;
-        _rt.Status.SourceError = null;
-        _log.LogInformation("source {Source} open", source.Name);
+        var queue = new LatestFrameQueue(source);
+        var loop = new CaptureLoop(alreadyOpen ? new OpenedOnce(source) : source, queue, _rt.Sources.ReopenPolicy(_sourceOptions),
+            _loggers.CreateLogger<CaptureLoop>());
+        var session = new CaptureSession(source, queue, loop);
+        _rt.Status.StartSession(session);
+        _sessionStarted = true;
+        loop.Start(_stopping);
+        Signal(_sessionChanged);
+        return session;
     }
 
-    private async Task CloseSourceAsync()
+    private async Task EndSessionAsync(CaptureSession session)
     {
-        IFrameSource? source;
-        lock (_sourceLock)
-        {
-            source = _source;
-            _source = null;
-            _sessionCts?.Dispose();
-            _sessionCts = null;
-        }
-        _rt.Status.SourceOpen = false;
-        _queue.Clear();
-        if (source is not null)
-        {
-            try { await source.DisposeAsync(); }
-            catch (Exception ex) { _log.LogWarning("closing source {Source}: {Error}", source.Name, ex.Message); }
-        }
+        await session.Loop.StopAsync();
+        _rt.Status.EndSession(session);
+        session.Queue.Dispose(); // releases a waiting frame; a frame being classified is released by its taker
+        try { await session.Source.DisposeAsync(); }
+        catch (Exception ex) { _log.LogWarning("closing source {Source}: {Error}", session.Source.Name, ex.Message); }
     }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         await Task.Yield();
-        var capture = _rt.Status.SourceNotNeeded && _source is null ? Task.CompletedTask : CaptureLoopAsync(stoppingToken);
-        var classify = ClassifyLoopAsync(stoppingToken);
-        try { await Task.WhenAll(capture, classify); }
+        _stopping = stoppingToken;
+        if (_openedAtStart is { } source) StartSession(source, alreadyOpen: true);
+        var watchdog = Mode == "continuous" ? Task.CompletedTask : WatchCaptureProgressAsync(stoppingToken);
+        try { await Task.WhenAll(ClassifyLoopAsync(stoppingToken), watchdog); }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested) { }
         catch (Exception ex)
         {
@@ -162,94 +160,21 @@ public sealed class FramePipeline : BackgroundService, IHostedLifecycleService
         }
     }
 
-    private async Task CaptureLoopAsync(CancellationToken stop)
+    /// <summary>
+    /// Trigger modes that classify on demand: the watchdog hears from the frame loop while captures progress (and no
+    /// inference is stuck). In continuous mode every classified frame pings instead.
+    /// </summary>
+    private async Task WatchCaptureProgressAsync(CancellationToken stop)
     {
-        int delayMs = _sourceOptions.ReopenDelayMs;
-        CancellationTokenSource? linked = null; // stop + the source session, made once per session (not per frame)
-        CancellationToken linkedFor = default;
-        while (!stop.IsCancellationRequested)
+        if (_watchdog is not { Enabled: true } watchdog) return;
+        using var timer = new PeriodicTimer(watchdog.Period / 4);
+        long seen = _rt.Status.Captured;
+        while (await timer.WaitForNextTickAsync(stop))
         {
-            IFrameSource? source;
-            CancellationToken session;
-            lock (_sourceLock)
-            {
-                source = _source;
-                session = _sessionCts?.Token ?? default;
-            }
-            if (linked is null || linkedFor != session)
-            {
-                linked?.Dispose();
-                linked = CancellationTokenSource.CreateLinkedTokenSource(stop, session);
-                linkedFor = session;
-            }
-            if (source is null)
-            {
-                try
-                {
-                    await OpenSourceAsync(_sourceOptions, stop);
-                    if (_source is null) return; // Kind=none after a reload
-                    _rt.Status.OnSourceReopen();
-                    Signal(_sourceRestarted);
-                    delayMs = _sourceOptions.ReopenDelayMs;
-                }
-                catch (Exception ex) when (ex is not OperationCanceledException)
-                {
-                    // Whatever a source throws, the service keeps serving and retries (FrameSourceException is the contract).
-                    SourceFailed(ex is FrameSourceException ? ex.Message : $"{ex.GetType().Name}: {ex.Message}");
-                    await Task.Delay(delayMs, stop);
-                    delayMs = Math.Min(delayMs * 2, Math.Max(_sourceOptions.ReopenDelayMs, 30_000));
-                }
-                continue;
-            }
-
-            Frame? frame;
-            try
-            {
-                frame = await source.NextAsync(linked.Token);
-            }
-            catch (OperationCanceledException) when (!stop.IsCancellationRequested)
-            {
-                await CloseSourceAsync(); // settings reload: reopen with the new options
-                continue;
-            }
-            catch (OperationCanceledException) { return; }
-            catch (Exception ex) when (ex is not OperationCanceledException)
-            {
-                SourceFailed(ex is FrameSourceException ? ex.Message : $"{ex.GetType().Name}: {ex.Message}");
-                await CloseSourceAsync();
-                await Task.Delay(delayMs, stop);
-                continue;
-            }
-
-            if (frame is null)
-            {
-                _log.LogInformation("source {Source} ended", source.Name);
-                _rt.Status.SourceEnded = true;
-                _queue.Complete();
-                // A finite source stays ended until a source settings reload.
-                try { await Task.Delay(Timeout.Infinite, linked.Token); }
-                catch (OperationCanceledException) when (!stop.IsCancellationRequested) { await CloseSourceAsync(); }
-                continue;
-            }
-
-            _rt.Status.OnCaptured();
-            _rt.Metrics.Captured();
-            if (_queue.Offer(frame, source))
-            {
-                _rt.Status.OnDropped();
-                _rt.Metrics.Dropped();
-            }
-            if (Mode != "continuous") _watchdog?.Progress(); // continuous mode pings per classified frame
+            long now = _rt.Status.Captured;
+            if (now != seen || _rt.Status.SourceNotNeeded) watchdog.Progress();
+            seen = now;
         }
-    }
-
-    private void SourceFailed(string message)
-    {
-        _rt.Status.SourceError = message;
-        _rt.Status.SourceOpen = false;
-        _rt.Status.OnError();
-        _rt.Metrics.Error(EdgeVitMetrics.ErrorKinds.Source);
-        _log.LogError("source: {Error}", message);
     }
 
     private async Task ClassifyLoopAsync(CancellationToken stop)
@@ -265,20 +190,31 @@ public sealed class FramePipeline : BackgroundService, IHostedLifecycleService
         }
         while (!stop.IsCancellationRequested)
         {
+            if (_rt.Status.Session is not { } session)
+            {
+                await _sessionChanged.WaitAsync(stop);
+                continue;
+            }
             if (mode == "interval") await _interval!.WaitForNextTickAsync(stop);
             else if (mode == "gpio")
             {
                 await _gpioTrigger!.WaitForPressAsync(stop);
-                _queue.Clear(); // classify a frame captured after the press
+                Drain(session); // classify a frame captured after the press
             }
-            var item = await _queue.TakeAsync(stop);
-            if (item is not { } captured)
+            var frame = await session.Queue.TakeAsync(stop);
+            if (frame is null)
             {
-                await _sourceRestarted.WaitAsync(stop); // finite source ended: wait for a new one
+                // The queue completed: a finite source ended, or a reload replaced the session.
+                if (ReferenceEquals(_rt.Status.Session, session)) await _sessionChanged.WaitAsync(stop);
                 continue;
             }
-            await ProcessAsync(captured, verdict, writer);
+            await ProcessAsync(new CapturedFrame(frame, session), verdict, writer);
         }
+    }
+
+    private static void Drain(CaptureSession session)
+    {
+        while (session.Queue.TryTake(out var stale) && stale is not null) session.Queue.Release(stale);
     }
 
     /// <summary>Classifies one captured frame and emits its verdict; never throws for a bad frame.</summary>
@@ -286,13 +222,14 @@ public sealed class FramePipeline : BackgroundService, IHostedLifecycleService
     {
         var frame = captured.Frame;
         var classifier = _rt.Classifier!;
+        string sourceName = captured.Session.Source.Name;
         DateTimeOffset captureStart = frame.Timestamp - frame.CaptureTime;
         var previous = Activity.Current;
         Activity.Current = null; // each frame is its own trace
         using var root = ServiceInstruments.ActivitySource.StartActivity(EdgeVitMetrics.FrameSpan, ActivityKind.Internal, parentContext: default, startTime: captureStart);
         if (root is not null)
         {
-            root.SetTag("edgevit.source", captured.Owner.Name);
+            root.SetTag("edgevit.source", sourceName);
             root.SetTag("edgevit.sequence", frame.Sequence);
             using var capture = ServiceInstruments.ActivitySource.StartActivity(EdgeVitMetrics.Stages.Capture, ActivityKind.Internal, root.Context, startTime: captureStart);
             capture?.SetTag(EdgeVitMetrics.StageAttribute, EdgeVitMetrics.Stages.Capture);
@@ -302,7 +239,7 @@ public sealed class FramePipeline : BackgroundService, IHostedLifecycleService
         await classifier.Gate.WaitAsync(); // not cancellable: a frame that got here is finished
         try
         {
-            classifier.Classify(frame, captured.Owner.Name, verdict);
+            classifier.Classify(frame, sourceName, verdict);
             ok = true;
         }
         catch (ImageDecodeException ex)
@@ -355,11 +292,19 @@ public sealed class FramePipeline : BackgroundService, IHostedLifecycleService
     /// <summary>Trigger:Mode http with an empty POST body: a frame captured after the request (null on timeout).</summary>
     public async Task<CapturedFrame?> NextFrameAsync(TimeSpan timeout, CancellationToken ct)
     {
-        if (_source is null) return null;
-        _queue.Clear();
+        if (_rt.Status.Session is not { } session) return null;
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         cts.CancelAfter(timeout);
-        try { return await _queue.TakeAsync(cts.Token); }
+        try
+        {
+            await _httpTake.WaitAsync(cts.Token); // the queue has one consumer
+            try
+            {
+                Drain(session);
+                return await session.Queue.TakeAsync(cts.Token) is { } frame ? new CapturedFrame(frame, session) : null;
+            }
+            finally { _httpTake.Release(); }
+        }
         catch (OperationCanceledException) when (!ct.IsCancellationRequested) { return null; }
     }
 
@@ -400,13 +345,8 @@ public sealed class FramePipeline : BackgroundService, IHostedLifecycleService
             {
                 _lastSourceJson = sourceJson;
                 if (o.Source.Kind.Equals("none", StringComparison.OrdinalIgnoreCase) != _sourceOptions.Kind.Equals("none", StringComparison.OrdinalIgnoreCase))
-                {
                     _log.LogError("source reload ignored: switching Source:Kind to or from 'none' needs a restart");
-                    return;
-                }
-                _sourceOptions = o.Source;
-                _log.LogInformation("source settings reloaded: reopening as {Kind}", o.Source.Kind);
-                lock (_sourceLock) _sessionCts?.Cancel();
+                else _ = SwapSourceAsync(o.Source);
             }
             if (_interval is not null && _interval.Period != TimeSpan.FromMilliseconds(o.Trigger.IntervalMs))
                 _interval.Period = TimeSpan.FromMilliseconds(o.Trigger.IntervalMs);
@@ -417,15 +357,60 @@ public sealed class FramePipeline : BackgroundService, IHostedLifecycleService
         }
     }
 
+    /// <summary>Stops the current source (a camera must be closed before it can be reopened) and starts the new one.</summary>
+    private async Task SwapSourceAsync(SourceOptions options)
+    {
+        await _swap.WaitAsync();
+        try
+        {
+            if (_stopping.IsCancellationRequested) return;
+            _sourceOptions = options;
+            if (_rt.Status.Session is { } old) await EndSessionAsync(old);
+            IFrameSource source;
+            try { source = _rt.Sources.Create(options)!; }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                _rt.Status.SourceFailed(ex.Message);
+                _log.LogError("source reload: {Error}", ex.Message);
+                return;
+            }
+            StartSession(source, alreadyOpen: false); // the loop opens it, retrying while it fails
+            _log.LogInformation("source settings reloaded: now {Source}", source.Name);
+        }
+        catch (Exception ex)
+        {
+            _log.LogError("source reload failed: {Error}", ex.Message);
+        }
+        finally { _swap.Release(); }
+    }
+
     public override async Task StopAsync(CancellationToken cancellationToken)
     {
         _reloadSubscription?.Dispose();
         await base.StopAsync(cancellationToken); // cancels the waits; the frame in flight completes
-        await CloseSourceAsync();
+        await _swap.WaitAsync(cancellationToken);
+        try
+        {
+            if (_rt.Status.Session is { } session) await EndSessionAsync(session);
+            else if (_openedAtStart is { } unused && !_sessionStarted) await unused.DisposeAsync();
+        }
+        finally { _swap.Release(); }
         _gpioTrigger?.Dispose();
         _gpioOutput?.Dispose();
         _interval?.Dispose();
         _log.LogInformation("pipeline stopped: {Captured} captured, {Dropped} dropped, {Classified} classified, {Errors} errors",
             _rt.Status.Captured, _rt.Status.Dropped, _rt.Status.Classified, _rt.Status.Errors);
+    }
+
+    /// <summary>A source opened at start-up: the capture loop's first open is skipped, later (re)opens go through.</summary>
+    private sealed class OpenedOnce(IFrameSource inner) : IFrameSource
+    {
+        private int _skip = 1;
+        public string Name => inner.Name;
+        public ValueTask OpenAsync(CancellationToken cancellationToken) =>
+            Interlocked.Exchange(ref _skip, 0) == 1 ? ValueTask.CompletedTask : inner.OpenAsync(cancellationToken);
+        public ValueTask<Frame?> NextAsync(CancellationToken cancellationToken) => inner.NextAsync(cancellationToken);
+        public void Release(Frame frame) => inner.Release(frame);
+        public ValueTask DisposeAsync() => inner.DisposeAsync();
     }
 }

@@ -71,7 +71,7 @@ public static class RunCommand
             case OptionsValidationException v:
                 ErrorReporter.WriteLine(stderr, string.Join("; ", v.Failures.Select(f => f.TrimEnd('.'))));
                 return ExitCodes.UsageError;
-            case FrameSourceException:
+            case FrameSourceException or TriggerException:
                 ErrorReporter.WriteLine(stderr, ex.Message);
                 return ExitCodes.InputError;
             case IOException io when io.Message.Contains("bind", StringComparison.OrdinalIgnoreCase):

@@ -57,6 +57,7 @@ public sealed class ServiceRuntime : IDisposable
         Budget = budget;
         Classifier = new Classifier(model, budget, Metrics, o.Threads, o.TopK);
         RegisterGauges(Metrics.Meter, budget);
+        Metrics.ObserveCapture(() => Status.Captured, () => Status.Dropped);
         SocInstruments = SocSensors.Register(Metrics.Meter, o.Telemetry.SysfsRoot);
         Status.ModelLoaded = true;
     }

@@ -71,7 +71,7 @@ public class ConfigurationTests
     {
         using var tmp = new TempDir();
         OneLine(CliHarness.Run("run", "Model=" + tmp.File("nope.safetensors"), LoopbackAnyPort), 1, "model file not found");
-        OneLine(CliHarness.Run("run", Model, LoopbackAnyPort, "Source:Kind=folder", "Source:Folder=" + tmp.File("none")), 1, "image folder not found");
+        OneLine(CliHarness.Run("run", Model, LoopbackAnyPort, "Source:Kind=folder", "Source:Folder=" + tmp.File("none")), 1, "none not found");
         string thresholds = ServiceFiles.WriteThresholds(tmp.File("t.json"));
         OneLine(CliHarness.Run("run", Model, LoopbackAnyPort, "Thresholds=" + thresholds, "Budget:Target=0.3"), 2,
             "Budget: target 0.3 is below the lowest calibrated budget 0.6");

@@ -101,6 +101,7 @@ public sealed class FramePipeline : BackgroundService, IHostedLifecycleService
                 throw;
             }
             _openedAtStart = source;
+            StartSession(source, alreadyOpen: true); // its loop is stopped by StopAsync (EndSessionAsync)
         }
         _reloadSubscription = _monitor.OnChange(OnOptionsChanged);
         _rt.LogLoaded();
@@ -126,10 +127,10 @@ public sealed class FramePipeline : BackgroundService, IHostedLifecycleService
         var queue = new LatestFrameQueue(source);
         var loop = new CaptureLoop(alreadyOpen ? new OpenedOnce(source) : source, queue, _rt.Sources.ReopenPolicy(_sourceOptions),
             _loggers.CreateLogger<CaptureLoop>());
-        var session = new CaptureSession(source, queue, loop);
+        var session = new CaptureSession(source, queue, loop, alreadyOpen);
         _rt.Status.StartSession(session);
         _sessionStarted = true;
-        loop.Start(_stopping);
+        loop.Start(); // stopped explicitly (EndSessionAsync), also when a reload replaces it
         Signal(_sessionChanged);
         return session;
     }
@@ -147,7 +148,6 @@ public sealed class FramePipeline : BackgroundService, IHostedLifecycleService
     {
         await Task.Yield();
         _stopping = stoppingToken;
-        if (_openedAtStart is { } source) StartSession(source, alreadyOpen: true);
         var watchdog = Mode == "continuous" ? Task.CompletedTask : WatchCaptureProgressAsync(stoppingToken);
         try { await Task.WhenAll(ClassifyLoopAsync(stoppingToken), watchdog); }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested) { }
@@ -222,7 +222,7 @@ public sealed class FramePipeline : BackgroundService, IHostedLifecycleService
     {
         var frame = captured.Frame;
         var classifier = _rt.Classifier!;
-        string sourceName = captured.Session.Source.Name;
+        string sourceName = captured.Session.Name;
         DateTimeOffset captureStart = frame.Timestamp - frame.CaptureTime;
         var previous = Activity.Current;
         Activity.Current = null; // each frame is its own trace

@@ -50,7 +50,12 @@ public sealed class ServiceRuntime : IDisposable
         }
         else if (settings.Mode != BudgetMode.Fixed || settings.Target < 1 || settings.TargetGFlops is not null)
             _log.LogWarning("no Thresholds file configured: the model runs dense and Budget:{Mode} is inactive", settings.ModeName);
-        budget.Switched += (from, to, why) => _log.LogInformation("threshold set {From} -> {To}: {Reason}", from, to, why);
+        // flops mode alternates between neighbouring sets frame by frame: those switches are debug noise.
+        budget.Switched += (from, to, why) =>
+        {
+            var level = budget.Settings.Mode == BudgetMode.Flops ? LogLevel.Debug : LogLevel.Information;
+            if (_log.IsEnabled(level)) _log.Log(level, "threshold set {From} -> {To}: {Reason}", from, to, why);
+        };
 
         Sink = ResultSink.Create(o.Results);
         Model = model;

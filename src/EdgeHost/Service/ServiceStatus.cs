@@ -7,11 +7,16 @@ namespace EdgeViT.Host.Service;
 /// One source's run: the source, its latest-frame queue and the capture loop pumping it (EdgeViT.Capture).
 /// A source settings reload replaces the whole session.
 /// </summary>
-public sealed class CaptureSession(IFrameSource source, LatestFrameQueue queue, CaptureLoop loop)
+public sealed class CaptureSession(IFrameSource source, LatestFrameQueue queue, CaptureLoop loop, bool openedBefore)
 {
+    /// <summary>Opened before the loop started (at start-up): open until the loop reports a failure.</summary>
+    public bool OpenedBefore { get; } = openedBefore;
     public IFrameSource Source { get; } = source;
     public LatestFrameQueue Queue { get; } = queue;
     public CaptureLoop Loop { get; } = loop;
+    private string? _name;
+    /// <summary>The source's name as of its first frame (after open), kept so verdicts do not rebuild it per frame.</summary>
+    public string Name => _name ??= Source.Name;
     /// <summary>The loop ended by itself: a finite source ran out (or the reopen policy gave up).</summary>
     public bool Ended => Loop.Completion.IsCompleted;
 }
@@ -35,7 +40,7 @@ public sealed class ServiceStatus
 
     public CaptureSession? Session => _session;
     public string SourceName => _session?.Source.Name ?? "";
-    public bool SourceOpen => _session is { } s && s.Loop.IsStreaming;
+    public bool SourceOpen => _session is { } s && (s.Loop.IsStreaming || (s.OpenedBefore && s.Loop.Errors == 0 && !s.Ended));
     public bool SourceEnded => _session is { } s && s.Ended && s.Loop.Fault is null;
     public string? SourceError => _session?.Loop.LastError ?? _lastSourceError;
 

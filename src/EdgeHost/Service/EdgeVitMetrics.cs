@@ -153,8 +153,8 @@ public sealed class ServiceInstruments : IDisposable
             "Frames replaced in the latest-frame queue before being classified.");
     }
 
-    public void Error(string kind) =>
-        _errors.Add(1, _errorTags.TryGetValue(kind, out var tag) ? tag : new(EdgeVitMetrics.KindAttribute, kind));
+    public void Error(string kind, long count = 1) =>
+        _errors.Add(count, _errorTags.TryGetValue(kind, out var tag) ? tag : new(EdgeVitMetrics.KindAttribute, kind));
 
     public void Dispose() => Meter.Dispose();
 }

@@ -148,8 +148,7 @@ public sealed class FramePipeline : BackgroundService, IHostedLifecycleService
     {
         await Task.Yield();
         _stopping = stoppingToken;
-        var watchdog = Mode == "continuous" ? Task.CompletedTask : WatchCaptureProgressAsync(stoppingToken);
-        try { await Task.WhenAll(ClassifyLoopAsync(stoppingToken), watchdog); }
+        try { await Task.WhenAll(ClassifyLoopAsync(stoppingToken), WatchCaptureAsync(stoppingToken)); }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested) { }
         catch (Exception ex)
         {
@@ -161,18 +160,22 @@ public sealed class FramePipeline : BackgroundService, IHostedLifecycleService
     }
 
     /// <summary>
-    /// Trigger modes that classify on demand: the watchdog hears from the frame loop while captures progress (and no
-    /// inference is stuck). In continuous mode every classified frame pings instead.
+    /// Follows the capture loop: its failures become edgevit.errors{kind=source}; in the trigger modes that classify
+    /// on demand (interval, gpio, http) the watchdog hears from here while captures progress and no inference is
+    /// stuck. In continuous mode every classified frame pings instead.
     /// </summary>
-    private async Task WatchCaptureProgressAsync(CancellationToken stop)
+    private async Task WatchCaptureAsync(CancellationToken stop)
     {
-        if (_watchdog is not { Enabled: true } watchdog) return;
-        using var timer = new PeriodicTimer(watchdog.Period / 4);
-        long seen = _rt.Status.Captured;
+        var watchdog = _watchdog is { Enabled: true } w && Mode != "continuous" ? w : null;
+        var tick = watchdog is null ? TimeSpan.FromMilliseconds(500) : TimeSpan.FromTicks(Math.Min(watchdog.Period.Ticks / 4, TimeSpan.TicksPerSecond / 2));
+        using var timer = new PeriodicTimer(tick);
+        long seen = _rt.Status.Captured, errors = 0; // failures before this loop started count too
         while (await timer.WaitForNextTickAsync(stop))
         {
-            long now = _rt.Status.Captured;
-            if (now != seen || _rt.Status.SourceNotNeeded) watchdog.Progress();
+            long now = _rt.Status.Captured, failed = _rt.Status.SourceErrors;
+            if (failed > errors) _rt.Metrics.Error(EdgeVitMetrics.ErrorKinds.Source, failed - errors);
+            errors = failed;
+            if (watchdog is not null && (now != seen || _rt.Status.SourceNotNeeded)) watchdog.Progress();
             seen = now;
         }
     }

@@ -25,7 +25,7 @@ public sealed class CaptureSession(IFrameSource source, LatestFrameQueue queue, 
 public sealed class ServiceStatus
 {
     private long _classified, _errors, _httpClassified;
-    private long _capturedBefore, _droppedBefore, _reopensBefore; // of sessions already replaced
+    private long _capturedBefore, _droppedBefore, _reopensBefore, _sourceErrorsBefore; // of sessions already replaced
     private readonly long _started = Stopwatch.GetTimestamp();
     private volatile CaptureSession? _session;
 
@@ -50,7 +50,9 @@ public sealed class ServiceStatus
     public long Dropped => Interlocked.Read(ref _droppedBefore) + (_session?.Queue.Dropped ?? 0);
     public long SourceReopens => Interlocked.Read(ref _reopensBefore) + (_session?.Loop.Reopens ?? 0);
     public long Classified => Interlocked.Read(ref _classified);
-    public long Errors => Interlocked.Read(ref _errors) + (_session?.Loop.Errors ?? 0);
+    /// <summary>Failed opens and failures while streaming, over all sessions.</summary>
+    public long SourceErrors => Interlocked.Read(ref _sourceErrorsBefore) + (_session?.Loop.Errors ?? 0);
+    public long Errors => Interlocked.Read(ref _errors) + SourceErrors;
     public long HttpClassified => Interlocked.Read(ref _httpClassified);
 
     public void OnClassified() => Interlocked.Increment(ref _classified);
@@ -66,10 +68,14 @@ public sealed class ServiceStatus
         Interlocked.Add(ref _capturedBefore, session.Loop.Frames);
         Interlocked.Add(ref _droppedBefore, session.Queue.Dropped);
         Interlocked.Add(ref _reopensBefore, session.Loop.Reopens);
-        Interlocked.Add(ref _errors, session.Loop.Errors);
+        Interlocked.Add(ref _sourceErrorsBefore, session.Loop.Errors);
         _lastSourceError = session.Loop.LastError;
         _session = null;
     }
 
-    public void SourceFailed(string message) => _lastSourceError = message;
+    public void SourceFailed(string message)
+    {
+        _lastSourceError = message;
+        Interlocked.Increment(ref _sourceErrorsBefore);
+    }
 }

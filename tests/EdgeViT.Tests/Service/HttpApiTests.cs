@@ -214,13 +214,26 @@ public class HttpApiTests
         var config = TestService.BaseConfig();
         config["Source:Kind"] = "synthetic";
         config["Source:ReopenDelayMs"] = "600000";
+        long sourceErrors = 0;
+        using var listener = new System.Diagnostics.Metrics.MeterListener();
+        listener.InstrumentPublished = (i, l) => { if (i.Meter.Name == EdgeVitMetrics.MeterName && i.Name == EdgeVitMetrics.Errors) l.EnableMeasurementEvents(i); };
+        listener.SetMeasurementEventCallback<long>((_, v, tags, _) =>
+        {
+            foreach (var t in tags) if (t.Key == EdgeVitMetrics.KindAttribute && (string?)t.Value == EdgeVitMetrics.ErrorKinds.Source) Interlocked.Add(ref sourceErrors, v);
+        });
+        listener.Start();
         await using var service = await TestService.StartAsync(config, s => s.AddSingleton<FrameSourceFactory>(new LostSourceFactory()));
         await TestService.WaitUntil(() => !service.Runtime.Status.SourceOpen, TimeSpan.FromSeconds(30), "the source failure");
+        await TestService.WaitUntil(() => Interlocked.Read(ref sourceErrors) == 1, TimeSpan.FromSeconds(10), "edgevit.errors{kind=source}");
         var (status, json) = await Send(service.Http, HttpMethod.Get, "/readyz");
         Assert.Equal(HttpStatusCode.ServiceUnavailable, status);
         Assert.False(json.GetProperty("ready").GetBoolean());
         Assert.Contains("test camera unplugged", json.GetProperty("source_error").GetString());
         Assert.Equal(HttpStatusCode.OK, (await Send(service.Http, HttpMethod.Get, "/healthz")).Status); // alive, not ready
+        (status, json) = await Send(service.Http, HttpMethod.Get, "/v1/status");
+        Assert.Equal(1, json.GetProperty("counters").GetProperty("errors").GetInt64());
+        Assert.False(json.GetProperty("source").GetProperty("open").GetBoolean());
+        Assert.Contains("test camera unplugged", json.GetProperty("source").GetProperty("last_error").GetString());
     }
 
     [Fact(Timeout = 120_000)]

@@ -195,7 +195,7 @@ public class BudgetControllerTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void SwapsAreAtomicBetweenConcurrentReadersAndWriters()
+    public async Task SwapsAreAtomicBetweenConcurrentReadersAndWriters()
     {
         var catalog = Catalog();
         var c = new BudgetController(catalog, new BudgetSettings { Mode = BudgetMode.Fixed, Target = 0.5 }, new ManualClock());
@@ -214,7 +214,7 @@ public class BudgetControllerTests(ITestOutputHelper output)
             Assert.Equal(set.IsDense ? 0 : 1, set.Thresholds.Length);
             reads++;
         }
-        writer.Wait();
+        await writer;
         Assert.True(reads > 0);
     }
 }

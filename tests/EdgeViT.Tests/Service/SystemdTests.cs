@@ -58,6 +58,12 @@ public partial class SystemdTests(ITestOutputHelper output)
             psi.ArgumentList.Add(a);
         foreach (var key in psi.Environment.Keys.Where(k => k.StartsWith("EDGEVIT", StringComparison.Ordinal) || k.StartsWith("OTEL_", StringComparison.Ordinal)).ToList())
             psi.Environment.Remove(key);
+        // Telemetry configured the standard way, through the process environment.
+        await using var otlp = OtlpReceiver.Start();
+        psi.Environment["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp.Endpoint.ToString().TrimEnd('/');
+        psi.Environment["OTEL_EXPORTER_OTLP_PROTOCOL"] = "http/protobuf";
+        psi.Environment["OTEL_SERVICE_NAME"] = "edgevit-systemd-test";
+        psi.Environment["OTEL_METRIC_EXPORT_INTERVAL"] = "60000"; // only the flush at SIGTERM will deliver them
         psi.Environment["NOTIFY_SOCKET"] = socketPath;
         psi.Environment["WATCHDOG_USEC"] = "1000000";
         psi.Environment.Remove("WATCHDOG_PID");
@@ -98,6 +104,13 @@ public partial class SystemdTests(ITestOutputHelper output)
         Assert.True(lines.Length >= 2);
         foreach (var line in lines) Assert.Equal(JsonValueKind.Object, JsonDocument.Parse(line).RootElement.ValueKind);
         Assert.DoesNotContain("fail:", err);
+
+        // ...and flushed telemetry before exiting: the exported count is every verdict written.
+        var classified = otlp.Latest(EdgeVitMetrics.FramesClassified);
+        Assert.NotNull(classified);
+        Assert.Equal(lines.Length, (long)classified!.Points.Single().Value);
+        Assert.Equal(lines.Length, otlp.Spans.Count(x => x.Name == EdgeVitMetrics.FrameSpan));
+        Assert.Contains(otlp.Resources, r => r.TryGetValue("service.name", out var n) && n == "edgevit-systemd-test");
     }
 
     private sealed class FakeNotifier : ISystemdNotifier

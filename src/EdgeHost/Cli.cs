@@ -50,6 +50,7 @@ public static class Cli
         root.Add(BenchCommand.Create(stdout));
         root.Add(CalibrateCommand.Create(stdout));
         root.Add(ExplainCommand.Create(stdout));
+        root.Add(Service.RunCommand.Create(stdout));
         return root;
     }
 }

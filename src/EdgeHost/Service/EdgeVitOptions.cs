@@ -1,0 +1,194 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace EdgeViT.Host.Service;
+
+/// <summary>
+/// Everything <c>edgevit run</c> reads from configuration, bound from the configuration root: keys are
+/// <c>Model</c>, <c>Thresholds</c>, <c>Synsets</c>, <c>Threads</c>, <c>TopK</c> and the sections <c>Source:*</c>,
+/// <c>Trigger:*</c>, <c>Budget:*</c>, <c>Results:*</c>, <c>Http:*</c>, <c>Telemetry:*</c>.
+/// Enumerations are strings checked by <see cref="OneOfAttribute"/>, so a typo is reported as a named key
+/// instead of a binder exception. Validated by <see cref="EdgeVitOptionsValidator"/> at start-up and on reload.
+/// </summary>
+public sealed class EdgeVitOptions
+{
+    /// <summary>Options name of the reloadable copy (file reloadOnChange); the default name is the start-up snapshot.</summary>
+    public const string Live = "live";
+
+    /// <summary>Model weights (.safetensors or .onnx).</summary>
+    [Required(ErrorMessage = "is required (path of the .safetensors or .onnx weights)")]
+    public string? Model { get; set; }
+
+    /// <summary>RCTP thresholds file from 'edgevit calibrate'; absent = dense model, budget controller inactive.</summary>
+    public string? Thresholds { get; set; }
+
+    /// <summary>Synsets file to name classes in verdicts; absent = class indices only.</summary>
+    public string? Synsets { get; set; }
+
+    [IntRange(1, 256)]
+    public int Threads { get; set; } = 1;
+
+    /// <summary>Classes per verdict.</summary>
+    [IntRange(1, 100)]
+    public int TopK { get; set; } = 5;
+
+    public SourceOptions Source { get; set; } = new();
+    public TriggerOptions Trigger { get; set; } = new();
+    public BudgetOptions Budget { get; set; } = new();
+    public ResultsOptions Results { get; set; } = new();
+    public HttpOptions Http { get; set; } = new();
+    public TelemetryOptions Telemetry { get; set; } = new();
+
+    /// <summary>Set when a value could not be converted (e.g. "abc" for a number): reported like a validation failure.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public string? BindingError { get; set; }
+}
+
+public sealed class SourceOptions
+{
+    public static readonly string[] Kinds = ["v4l2", "ffmpeg", "folder", "synthetic", "none"];
+
+    /// <summary>v4l2 (camera), ffmpeg (stream or file), folder (images replayed), synthetic (test pattern), none (HTTP only).</summary>
+    [OneOf("v4l2", "ffmpeg", "folder", "synthetic", "none")]
+    public string Kind { get; set; } = "synthetic";
+
+    /// <summary>V4L2 device, e.g. /dev/video0.</summary>
+    public string Device { get; set; } = "/dev/video0";
+
+    /// <summary>ffmpeg input: a file, rtsp://, http://...</summary>
+    public string? Url { get; set; }
+
+    /// <summary>Image folder for Kind=folder.</summary>
+    public string? Folder { get; set; }
+
+    [IntRange(0, 16384)] public int Width { get; set; } = 640;
+    [IntRange(0, 16384)] public int Height { get; set; } = 480;
+
+    /// <summary>Frames per second the source delivers (folder/synthetic pace themselves; 0 = as fast as possible).</summary>
+    [DoubleRange(0, 1000)] public double Fps { get; set; } = 10;
+
+    /// <summary>Replay a finite source (folder, file) from the start when it ends.</summary>
+    public bool Loop { get; set; } = true;
+
+    /// <summary>ffmpeg: read the input at its native rate (-re), for files replayed as if live.</summary>
+    public bool Realtime { get; set; }
+
+    /// <summary>Delay before reopening a source that failed.</summary>
+    [IntRange(10, 600_000)] public int ReopenDelayMs { get; set; } = 1000;
+}
+
+public sealed class TriggerOptions
+{
+    /// <summary>continuous (every frame, latest wins), interval (one frame every IntervalMs), gpio (one per edge), http (POST /v1/classify only).</summary>
+    [OneOf("continuous", "interval", "gpio", "http")]
+    public string Mode { get; set; } = "continuous";
+
+    [IntRange(1, 86_400_000)] public int IntervalMs { get; set; } = 1000;
+
+    public GpioOptions Gpio { get; set; } = new();
+}
+
+public sealed class GpioOptions
+{
+    /// <summary>Input pin (logical/BCM numbering) for Trigger:Mode=gpio.</summary>
+    [IntRange(-1, 1023)] public int Pin { get; set; } = -1;
+
+    [OneOf("rising", "falling", "both")] public string Edge { get; set; } = "rising";
+
+    [OneOf("none", "up", "down")] public string Pull { get; set; } = "up";
+
+    [IntRange(0, 10_000)] public int DebounceMs { get; set; } = 50;
+
+    /// <summary>Optional output pin driven high while the verdict matches OutputClass (-1 = none).</summary>
+    [IntRange(-1, 1023)] public int OutputPin { get; set; } = -1;
+
+    /// <summary>Class index or synset id (n01440764) whose top-1 verdict drives the output pin.</summary>
+    public string? OutputClass { get; set; }
+
+    /// <summary>Minimum top-1 probability to drive the output.</summary>
+    [DoubleRange(0, 1)] public double OutputMinScore { get; set; } = 0.5;
+
+    [IntRange(1, 600_000)] public int OutputHoldMs { get; set; } = 500;
+
+    /// <summary>GPIO chip number (/dev/gpiochipN).</summary>
+    [IntRange(0, 64)] public int Chip { get; set; } = 0;
+}
+
+public sealed class BudgetOptions
+{
+    /// <summary>flops (hold mean GFLOPs at Target), latency (hold p95 at TargetP95Ms), fixed (the set for Target).</summary>
+    [OneOf("flops", "latency", "fixed")]
+    public string Mode { get; set; } = "fixed";
+
+    /// <summary>FLOPs budget as a fraction of the dense model, in (0, 1]. flops and fixed modes.</summary>
+    [DoubleRange(0, 1, MinExclusive = true)]
+    public double Target { get; set; } = 1.0;
+
+    /// <summary>FLOPs budget in GFLOPs per frame; when set it replaces Target.</summary>
+    [DoubleRange(0, 1e6, MinExclusive = true)]
+    public double? TargetGFlops { get; set; }
+
+    /// <summary>Latency mode: p95 of the per-frame processing latency (decode+preprocess+infer) to hold, ms.</summary>
+    [DoubleRange(0, 1e7, MinExclusive = true)]
+    public double TargetP95Ms { get; set; } = 200;
+
+    /// <summary>Latency mode: step to a richer set only when it is predicted under TargetP95Ms*(1-Hysteresis).</summary>
+    [DoubleRange(0, 0.9)]
+    public double Hysteresis { get; set; } = 0.15;
+
+    /// <summary>Latency mode: sliding window for the p95.</summary>
+    [IntRange(100, 600_000)] public int WindowMs { get; set; } = 2000;
+
+    /// <summary>Latency mode: samples of the current set needed before deciding.</summary>
+    [IntRange(1, 10_000)] public int MinSamples { get; set; } = 5;
+
+    /// <summary>Minimum time on a set before stepping to a cheaper one.</summary>
+    [IntRange(0, 600_000)] public int MinDwellMs { get; set; } = 500;
+
+    /// <summary>Minimum time on a set before stepping to a richer one (recovery is slower than retreat).</summary>
+    [IntRange(0, 600_000)] public int MinDwellUpMs { get; set; } = 3000;
+
+    /// <summary>flops mode: frames in the running mean.</summary>
+    [IntRange(1, 1_000_000)] public int FlopsWindow { get; set; } = 64;
+}
+
+public sealed class ResultsOptions
+{
+    [OneOf("stdout", "file", "none")]
+    public string Sink { get; set; } = "stdout";
+
+    /// <summary>Verdict file for Sink=file; rotated to Path.1, Path.2... when it reaches MaxBytes.</summary>
+    public string? Path { get; set; }
+
+    [LongRange(1024, long.MaxValue)] public long MaxBytes { get; set; } = 10 * 1024 * 1024;
+
+    /// <summary>Rotated files kept besides the current one.</summary>
+    [IntRange(0, 1000)] public int MaxFiles { get; set; } = 5;
+}
+
+public sealed class HttpOptions
+{
+    /// <summary>Kestrel listen URLs, ';'-separated. Loopback by default: put a reverse proxy in front to expose it.</summary>
+    [Required(ErrorMessage = "is required (e.g. http://127.0.0.1:8080)")]
+    public string Urls { get; set; } = "http://127.0.0.1:8080";
+
+    /// <summary>Largest accepted request body (POST /v1/classify, PUT /v1/budget); larger -> 413.</summary>
+    [LongRange(1024, 1L << 31)] public long MaxBodyBytes { get; set; } = 8 * 1024 * 1024;
+}
+
+public sealed class TelemetryOptions
+{
+    /// <summary>OTLP export: auto (when OTEL_EXPORTER_OTLP_*ENDPOINT is set), on, off. Endpoint/protocol from OTEL_* variables.</summary>
+    [OneOf("auto", "on", "off")]
+    public string Otlp { get; set; } = "auto";
+
+    /// <summary>Serve a Prometheus scrape endpoint (its own HttpListener) at http://PrometheusHost:PrometheusPort/metrics.</summary>
+    public bool Prometheus { get; set; }
+
+    [Required(ErrorMessage = "is required when Telemetry:Prometheus is on")]
+    public string PrometheusHost { get; set; } = "127.0.0.1";
+
+    [IntRange(1, 65535)] public int PrometheusPort { get; set; } = 9464;
+
+    /// <summary>Root of /sys for the SoC temperature/throttling gauges (tests point it at a fake tree).</summary>
+    public string SysfsRoot { get; set; } = "/sys";
+}

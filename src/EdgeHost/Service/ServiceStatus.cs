@@ -1,0 +1,81 @@
+using System.Diagnostics;
+using EdgeViT.Capture;
+
+namespace EdgeViT.Host.Service;
+
+/// <summary>
+/// One source's run: the source, its latest-frame queue and the capture loop pumping it (EdgeViT.Capture).
+/// A source settings reload replaces the whole session.
+/// </summary>
+public sealed class CaptureSession(IFrameSource source, LatestFrameQueue queue, CaptureLoop loop, bool openedBefore)
+{
+    /// <summary>Opened before the loop started (at start-up): open until the loop reports a failure.</summary>
+    public bool OpenedBefore { get; } = openedBefore;
+    public IFrameSource Source { get; } = source;
+    public LatestFrameQueue Queue { get; } = queue;
+    public CaptureLoop Loop { get; } = loop;
+    private string? _name;
+    /// <summary>The source's name as of its first frame (after open), kept so verdicts do not rebuild it per frame.</summary>
+    public string Name => _name ??= Source.Name;
+    /// <summary>The loop ended by itself: a finite source ran out (or the reopen policy gave up).</summary>
+    public bool Ended => Loop.Completion.IsCompleted;
+}
+
+/// <summary>Counters and readiness shared by the pipeline, the HTTP API (/readyz, /v1/status) and the metrics.</summary>
+public sealed class ServiceStatus
+{
+    private long _classified, _errors, _httpClassified;
+    private long _capturedBefore, _droppedBefore, _reopensBefore, _sourceErrorsBefore; // of sessions already replaced
+    private readonly long _started = Stopwatch.GetTimestamp();
+    private volatile CaptureSession? _session;
+
+    public DateTimeOffset StartedAt { get; } = DateTimeOffset.UtcNow;
+    public TimeSpan Uptime => Stopwatch.GetElapsedTime(_started);
+
+    public volatile bool ModelLoaded;
+    /// <summary>True when the service needs no source (Source:Kind none).</summary>
+    public volatile bool SourceNotNeeded;
+    public volatile string? FatalError;
+    private volatile string? _lastSourceError;
+
+    public CaptureSession? Session => _session;
+    public string SourceName => _session?.Source.Name ?? "";
+    public bool SourceOpen => _session is { } s && (s.Loop.IsStreaming || (s.OpenedBefore && s.Loop.Errors == 0 && !s.Ended));
+    public bool SourceEnded => _session is { } s && s.Ended && s.Loop.Fault is null;
+    public string? SourceError => _session?.Loop.LastError ?? _lastSourceError;
+
+    public bool Ready => ModelLoaded && (SourceNotNeeded || SourceOpen || SourceEnded);
+
+    public long Captured => Interlocked.Read(ref _capturedBefore) + (_session?.Loop.Frames ?? 0);
+    public long Dropped => Interlocked.Read(ref _droppedBefore) + (_session?.Queue.Dropped ?? 0);
+    public long SourceReopens => Interlocked.Read(ref _reopensBefore) + (_session?.Loop.Reopens ?? 0);
+    public long Classified => Interlocked.Read(ref _classified);
+    /// <summary>Failed opens and failures while streaming, over all sessions.</summary>
+    public long SourceErrors => Interlocked.Read(ref _sourceErrorsBefore) + (_session?.Loop.Errors ?? 0);
+    public long Errors => Interlocked.Read(ref _errors) + SourceErrors;
+    public long HttpClassified => Interlocked.Read(ref _httpClassified);
+
+    public void OnClassified() => Interlocked.Increment(ref _classified);
+    public void OnError() => Interlocked.Increment(ref _errors);
+    public long OnHttpClassified() => Interlocked.Increment(ref _httpClassified);
+
+    public void StartSession(CaptureSession session) => _session = session;
+
+    /// <summary>Folds a finished session's counters into the totals.</summary>
+    public void EndSession(CaptureSession session)
+    {
+        if (!ReferenceEquals(_session, session)) return;
+        Interlocked.Add(ref _capturedBefore, session.Loop.Frames);
+        Interlocked.Add(ref _droppedBefore, session.Queue.Dropped);
+        Interlocked.Add(ref _reopensBefore, session.Loop.Reopens);
+        Interlocked.Add(ref _sourceErrorsBefore, session.Loop.Errors);
+        _lastSourceError = session.Loop.LastError;
+        _session = null;
+    }
+
+    public void SourceFailed(string message)
+    {
+        _lastSourceError = message;
+        Interlocked.Increment(ref _sourceErrorsBefore);
+    }
+}

@@ -17,7 +17,7 @@
 #
 # Tools: Debian systemd, shellcheck, yamllint, prometheus (promtool), jq, python3; npm dclint, dockerfile-utils.
 # A missing tool fails the run when CI=true or VALIDATE_STRICT=1, and is reported as skipped otherwise.
-# Ends with "validate: N passed, N failed"; exit status non-zero on any failure.
+# Ends with the line "N passed, N failed, N skipped"; exit status non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 strict=0
@@ -41,7 +41,8 @@ check() {
 }
 
 py=python3; if [ -x /usr/bin/python3 ]; then py=/usr/bin/python3; fi  # Debian python3 has PyYAML (yamllint needs it)
-scripts=(deploy/validate.sh deploy/arm64-check.sh deploy/publish-measure.sh deploy/systemd/install.sh deploy/systemd/uninstall.sh)
+scripts=(deploy/validate.sh deploy/arm64-check.sh deploy/publish-measure.sh deploy/chroot-install-test.sh
+         deploy/systemd/install.sh deploy/systemd/uninstall.sh)
 yaml=(deploy/docker/compose.yaml deploy/docker/compose.devices.yaml deploy/docker/otel-collector.yaml
       deploy/docker/prometheus.yml deploy/docker/grafana/provisioning/datasources/prometheus.yaml
       deploy/docker/grafana/provisioning/dashboards/edgevit.yaml deploy/docker/.dclintrc)
@@ -93,7 +94,7 @@ EOF
   bash $src/install.sh "${args[@]}" >"$work/i2" 2>&1 || { cat "$work/i2"; echo "second install failed"; return 1; }
   (cd "$d" && find . -type f -exec sha256sum {} + | LC_ALL=C sort) >"$work/sum2"
   diff -u "$work/sum1" "$work/sum2" || { echo "second run changed the tree"; return 1; }
-  if grep -q "installed" "$work/i2"; then cat "$work/i2"; echo "second run reinstalled files"; return 1; fi
+  if grep -q "^install.sh: installed" "$work/i2"; then cat "$work/i2"; echo "second run reinstalled files"; return 1; fi
 
   # an edited config survives a re-run; the example lands beside it as .new; the unit is still refreshed
   sed -i 's/"Threads": 4/"Threads": 2/' "$d/etc/edgevit/edgevit.json"
@@ -247,5 +248,7 @@ if have promtool; then
   check "promtool test rules: every dashboard query returns data on synthetic series named from metrics.json" promtool test rules "$work/rules.test.yml"
 else skip "promtool (apt-get install prometheus)"; fi
 
-echo "validate: $passed passed, $failed failed, $skipped skipped"
+# The count line alone, as tests/run.sh's counter and CI read it.
+echo "deploy/validate.sh: done"
+echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

@@ -22,6 +22,7 @@ public class DashboardMetricsTests
     [InlineData("edgevit.budget.target", "1", "gauge", "edgevit_budget_target_ratio")]
     [InlineData("edgevit.soc.temperature", "Cel", "gauge", "edgevit_soc_temperature_celsius")]
     [InlineData("edgevit.frame.gflops", "GFLOP", "histogram", "edgevit_frame_gflops_GFLOP")]
+    [InlineData("edgevit.frame.gflops", "{GFLOP}", "histogram", "edgevit_frame_gflops")]
     [InlineData("memory.usage", "By", "gauge", "memory_usage_bytes")]
     [InlineData("net.io", "By/s", "counter", "net_io_bytes_per_second_total")]
     [InlineData("latency.milliseconds", "ms", "gauge", "latency_milliseconds")]
@@ -78,6 +79,10 @@ public class DashboardMetricsTests
         var instrumentsType = DeployFiles.ServiceType("ServiceInstruments");
         using var instruments = (IDisposable)Activator.CreateInstance(instrumentsType, [null])!;
         var meter = (Meter)instrumentsType.GetProperty("Meter")!.GetValue(instruments)!;
+        // Captured/dropped frames: observable counters over the capture loop's totals, registered by ObserveCapture
+        // when the service has it (earlier versions created plain counters in the constructor).
+        instrumentsType.GetMethod("ObserveCapture", [typeof(Func<long>), typeof(Func<long>)])
+            ?.Invoke(instruments, [new Func<long>(() => 0), new Func<long>(() => 0)]);
 
         string sys = Path.Combine(Path.GetTempPath(), "edgevit-sys-" + Guid.NewGuid().ToString("N"));
         try

@@ -34,6 +34,7 @@ run() { # run "$@", keep its output in the log and on screen
 dotnet build EdgeViT.sln -c Release -nologo -clp:ErrorsOnly || exit 1
 
 run dotnet test tests/EdgeViT.Tests -c Release --no-build --nologo
+run bash deploy/validate.sh
 
 runner=tests/ArmRunner/bin/Release/net10.0/edgevit-test-runner.dll
 suites="EdgeViT.Tests.Kernels EdgeViT.Tests.Imaging EdgeViT.Tests.Capture"

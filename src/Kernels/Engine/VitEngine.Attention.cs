@@ -7,8 +7,9 @@ public sealed unsafe partial class VitEngine
     /// <summary>What the attention tasks share; lives on the caller's stack while the pool runs.</summary>
     private struct AttentionJob
     {
-        public float* Qkv, Out, KT, V, Scores, ClassAttention;
+        public float* Qkv, Out, KT, V, Scores, ClassAttention, KeyBias, Probabilities;
         public int Tokens, Dim, Heads, HeadDim, ChunkRows, Chunks, PanelWidth, ScoreStride, MaxTokens;
+        public bool Proportional;
         public long KTStride, VStride, ScratchStride;
         public float Scale;
         public SimdLevel Level;
@@ -19,16 +20,21 @@ public sealed unsafe partial class VitEngine
     /// K^T and V as GEMM panels; phase 2 runs (head, row chunk) tasks: S = Q K^T, softmax, S V, so a chunk's
     /// scores stay in L1. Row 0 of each head's softmax (the class attention) is kept for pruning.
     /// </summary>
-    private void Attention(int n)
+    /// <param name="proportional">ToMe's proportional attention: log(token size) is added to every key's logit.</param>
+    /// <param name="probabilities">when not null, every head's softmax rows are copied there [head][query][key].</param>
+    private void Attention(int n, bool proportional = false, float* probabilities = null)
     {
         var c = Config;
+        float scale = 1f / MathF.Sqrt(c.HeadDim);
+        if (proportional) // the softmax scales its input, so pre-divide the bias: scale * (x + log(s) / scale)
+            for (int t = 0; t < n; t++) _ws.KeyBias[t] = MathF.Log(_ws.Sizes[t]) / scale;
         var job = new AttentionJob
         {
             Qkv = _ws.Qkv, Out = _ws.AttnOut, KT = _ws.KT, V = _ws.V, Scores = _ws.Scores, ClassAttention = _ws.ClassAttention,
             Tokens = n, Dim = c.EmbedDim, Heads = c.Heads, HeadDim = c.HeadDim, MaxTokens = c.Tokens,
             ChunkRows = _ws.ChunkRows, PanelWidth = Gemm.PanelWidth(Simd), ScoreStride = _ws.ScoreStride,
             KTStride = _ws.KTStride, VStride = _ws.VStride, ScratchStride = (long)_ws.ChunkRows * _ws.ScoreStride,
-            Scale = 1f / MathF.Sqrt(c.HeadDim), Level = Simd,
+            Scale = scale, Level = Simd, Proportional = proportional, KeyBias = _ws.KeyBias, Probabilities = probabilities,
         };
         job.Chunks = (n + job.ChunkRows - 1) / job.ChunkRows;
         _pool.Run(2 * c.Heads, &PackHead, &job);
@@ -61,7 +67,14 @@ public sealed unsafe partial class VitEngine
         float* s = j.Scores + worker * j.ScratchStride;
         float* q = j.Qkv + (long)r0 * 3 * j.Dim + h * j.HeadDim;
         Gemm.MultiplyPacked(j.Level, q, 3 * j.Dim, rows, j.KT + h * j.KTStride, null, j.HeadDim, j.Tokens, s, j.ScoreStride);
-        for (int r = 0; r < rows; r++) Elementwise.Softmax(j.Level, s + (long)r * j.ScoreStride, j.Tokens, j.Scale);
+        for (int r = 0; r < rows; r++)
+        {
+            float* row = s + (long)r * j.ScoreStride;
+            if (j.Proportional) Elementwise.AddInPlace(j.Level, row, j.KeyBias, j.Tokens);
+            Elementwise.Softmax(j.Level, row, j.Tokens, j.Scale);
+            if (j.Probabilities != null)
+                new ReadOnlySpan<float>(row, j.Tokens).CopyTo(new Span<float>(j.Probabilities + ((long)h * j.MaxTokens + r0 + r) * j.ScoreStride, j.Tokens));
+        }
         if (r0 == 0) new ReadOnlySpan<float>(s, j.Tokens).CopyTo(new Span<float>(j.ClassAttention + h * j.MaxTokens, j.Tokens));
         Gemm.MultiplyPacked(j.Level, s, j.ScoreStride, rows, j.V + h * j.VStride, null, j.Tokens, j.HeadDim,
             j.Out + (long)r0 * j.Dim + h * j.HeadDim, j.Dim);

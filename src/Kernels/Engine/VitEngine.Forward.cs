@@ -1,5 +1,6 @@
 using EdgeViT.Kernels.Model;
 using EdgeViT.Kernels.Parallel;
+using EdgeViT.Kernels.Reduction;
 using EdgeViT.Kernels.Simd;
 
 namespace EdgeViT.Kernels.Engine;
@@ -11,6 +12,8 @@ public sealed unsafe partial class VitEngine
     private readonly PackedMatrix? _headDist;
     private readonly PackedBlock[] _blocks;
     private readonly Workspace _ws;
+    private readonly TokenReductionContext _reduction;
+    private NativeBuffer? _probabilities; // every head's attention rows, allocated the first time a reducer asks
 
     /// <summary>Sees the residual stream at block boundaries (calibration records it; null in production).</summary>
     internal IForwardObserver? Observer { get; set; }
@@ -54,10 +57,11 @@ public sealed unsafe partial class VitEngine
         _blocks = weights.Blocks.Select(b => new PackedBlock(b, Simd)).ToArray();
         _pool = new WorkerPool(Options.Threads);
         _ws = new Workspace(c, Simd, Options.Threads);
+        _reduction = new TokenReductionContext(c, Simd, _ws.X, _ws.Qkv, _ws.ClassScore, _ws.ClassAttention, _ws.Sizes, _ws.TokenIds);
     }
 
     /// <summary>Dense forward pass. <paramref name="imageChw"/>: normalised [3, H, W]; writes Classes logits.</summary>
-    public ForwardStats Infer(ReadOnlySpan<float> imageChw, Span<float> logits) => Infer(imageChw, logits, default);
+    public ForwardStats Infer(ReadOnlySpan<float> imageChw, Span<float> logits) => Infer(imageChw, logits, ReadOnlySpan<float>.Empty);
 
     /// <summary>
     /// Forward pass with threshold pruning: after block l's attention, a non-prefix token survives iff its
@@ -90,6 +94,52 @@ public sealed unsafe partial class VitEngine
         return stats;
     }
 
+    /// <summary>
+    /// Forward pass with a token-reduction policy (see <see cref="ITokenReducer"/>): after block l's attention the
+    /// reducer rewrites the token rows in place, and the MLP and later blocks run on what it leaves.
+    /// </summary>
+    public ForwardStats Infer(ReadOnlySpan<float> imageChw, Span<float> logits, ITokenReducer reducer)
+    {
+        ArgumentNullException.ThrowIfNull(reducer);
+        var c = Config;
+        int expected = c.InChannels * c.ImageSize * c.ImageSize;
+        if (imageChw.Length != expected) throw new ArgumentException($"input has {imageChw.Length} values, expected {c.InChannels}x{c.ImageSize}x{c.ImageSize}");
+        if (logits.Length < c.Classes) throw new ArgumentException($"logits span holds {logits.Length}, expected {c.Classes}");
+
+        var needs = reducer.Needs;
+        bool proportional = (needs & ReductionNeeds.ProportionalAttention) != 0;
+        float* probabilities = null;
+        if ((needs & ReductionNeeds.AttentionProbabilities) != 0)
+        {
+            _probabilities ??= new NativeBuffer((long)c.Heads * c.Tokens * _ws.ScoreStride);
+            probabilities = _probabilities.Pointer;
+        }
+        _reduction.AttentionProbabilities = probabilities;
+        _reduction.ProbabilityStride = _ws.ScoreStride;
+        _reduction.OverheadMultiplyAdds = 0;
+
+        var stats = LastStats;
+        fixed (float* img = imageChw)
+        {
+            int n = BeginImage(img);
+            _reduction.Count = n;
+            reducer.BeginImage(_reduction);
+            for (int l = 0; l < c.Depth; l++)
+            {
+                AttentionStage(l, n, proportional, probabilities);
+                _reduction.Block = l;
+                _reduction.Count = n;
+                int reduced = reducer.Reduce(l, _reduction);
+                if (reduced < c.PrefixTokens || reduced > n)
+                    throw new InvalidOperationException($"{reducer.Name} returned {reduced} tokens at block {l} (had {n}; prefix {c.PrefixTokens})");
+                n = MlpStage(l, reduced, float.NaN);
+            }
+            FinishImage(logits);
+        }
+        stats.ReductionMultiplyAdds = _reduction.OverheadMultiplyAdds;
+        return stats;
+    }
+
     // ---- stages: Infer is BeginImage, (AttentionStage, MlpStage) per block, FinishImage. The RCTP threshold
     // fitter drives the same stages across many images, one block at a time (see ThresholdFitter).
 
@@ -98,18 +148,19 @@ public sealed unsafe partial class VitEngine
     {
         var stats = LastStats;
         stats.MultiplyAdds = Embed(img);
-        for (int t = 0; t < Config.Tokens; t++) _ws.TokenIds[t] = t;
+        for (int t = 0; t < Config.Tokens; t++) { _ws.TokenIds[t] = t; _ws.Sizes[t] = 1f; }
+        stats.ReductionMultiplyAdds = 0;
         return Config.Tokens;
     }
 
     /// <summary>x += proj(MSA(LN1(x))) for block l on n tokens; leaves the class scores in <see cref="ClassScores"/>.</summary>
-    internal void AttentionStage(int l, int n)
+    internal void AttentionStage(int l, int n, bool proportional = false, float* probabilities = null)
     {
         var blk = _blocks[l];
         int d = Config.EmbedDim;
         LayerNormRows(_ws.X, _ws.Xn, n, blk.Weights.Norm1);
         Gemm.Multiply(_ws.Xn, d, n, blk.Qkv, _ws.Qkv, 3 * d, pool: _pool);
-        Attention(n);
+        Attention(n, proportional, probabilities);
         Gemm.Multiply(_ws.AttnOut, d, n, blk.Proj, _ws.X, d, accumulate: true, pool: _pool);
         LastStats.MultiplyAdds += 4L * n * d * d + 2L * n * n * d;
     }
@@ -230,5 +281,6 @@ public sealed unsafe partial class VitEngine
         _patch.Dispose(); _head.Dispose(); _headDist?.Dispose();
         foreach (var b in _blocks) b.Dispose();
         _ws.Dispose();
+        _probabilities?.Dispose();
     }
 }

@@ -12,6 +12,8 @@ public sealed class ForwardStats(int depth, int tokens)
     /// <summary>Multiply-accumulates of this image (the papers' "FLOPs" convention).</summary>
     public long MultiplyAdds { get; internal set; }
     public double GFlops => MultiplyAdds / 1e9;
+    /// <summary>Multiply-adds a token-reduction policy spent deciding (matching, PageRank, ...), not in <see cref="MultiplyAdds"/>.</summary>
+    public long ReductionMultiplyAdds { get; internal set; }
     /// <summary>Tokens (prefix included) entering each block's MLP, i.e. after that block's pruning.</summary>
     public int[] TokensPerBlock { get; } = new int[depth];
     /// <summary>[block * Tokens + i], i &lt; TokensPerBlock[block]: original index (0 = CLS) of each token the block kept.</summary>

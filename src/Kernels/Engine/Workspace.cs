@@ -8,7 +8,7 @@ internal sealed unsafe class Workspace : IDisposable
 {
     private readonly List<NativeBuffer> _buffers = [];
     public readonly int* TokenIds;
-    public readonly float* X, Xn, Qkv, AttnOut, Hidden, Patches, KT, V, Scores, ClassAttention, ClassScore, Logits, Logits2;
+    public readonly float* X, Xn, Qkv, AttnOut, Hidden, Patches, KT, V, Scores, ClassAttention, ClassScore, Logits, Logits2, Sizes, KeyBias;
     public readonly int ChunkRows, ScoreStride;
     public readonly long KTStride, VStride;
 
@@ -33,6 +33,8 @@ internal sealed unsafe class Workspace : IDisposable
         Logits = Alloc(c.Classes);
         Logits2 = Alloc(c.Classes);
         TokenIds = (int*)Alloc(t); // int and float are both 4 bytes
+        Sizes = Alloc(t);
+        KeyBias = Alloc(ScoreStride);
     }
 
     private float* Alloc(long n)

@@ -52,6 +52,25 @@ public static unsafe class Elementwise
         for (; i < n; i++) grad[i] *= GeluDerivative<ScalarOps, float>(pre[i]);
     }
 
+    /// <summary>In place: x += y over n elements.</summary>
+    public static void AddInPlace(SimdLevel level, float* x, float* y, int n)
+    {
+        switch (level)
+        {
+            case SimdLevel.Vector512: AddInPlace<V512Ops, Vector512<float>>(x, y, n); break;
+            case SimdLevel.Vector256: AddInPlace<V256Ops, Vector256<float>>(x, y, n); break;
+            case SimdLevel.Vector128: AddInPlace<V128Ops, Vector128<float>>(x, y, n); break;
+            default: AddInPlace<ScalarOps, float>(x, y, n); break;
+        }
+    }
+
+    public static void AddInPlace<TOps, TV>(float* x, float* y, int n) where TOps : IVectorOps<TV> where TV : unmanaged
+    {
+        int w = TOps.Count, i = 0;
+        for (; i <= n - w; i += w) TOps.Store(x + i, TOps.Add(TOps.Load(x + i), TOps.Load(y + i)));
+        for (; i < n; i++) x[i] += y[i];
+    }
+
     /// <summary>In place: x = softmax(x * scale) over n elements.</summary>
     public static void Softmax(SimdLevel level, float* x, int n, float scale)
     {

@@ -1,0 +1,31 @@
+namespace EdgeViT.Kernels.Reduction;
+
+/// <summary>
+/// RCTP as a reducer: keep a patch token iff its head-averaged class attention is above block l's threshold.
+/// The same rule as <c>VitEngine.Infer(image, logits, thresholds)</c> (the production path), here so that the
+/// comparison runs every method through the same reducer hook.
+/// </summary>
+public sealed class ThresholdPruning : ITokenReducer
+{
+    private readonly float[] _thresholds;
+    private readonly bool[] _keep;
+
+    public ThresholdPruning(EdgeViT.Kernels.Model.VitConfig config, ReadOnlySpan<float> thresholds, string? name = null)
+    {
+        if (thresholds.Length != config.Depth) throw new ArgumentException($"{thresholds.Length} thresholds for {config.Depth} blocks");
+        _thresholds = thresholds.ToArray();
+        _keep = new bool[config.Tokens];
+        Name = name ?? "rctp";
+    }
+
+    public string Name { get; }
+    public ReductionNeeds Needs => ReductionNeeds.None;
+
+    public unsafe int Reduce(int block, TokenReductionContext context)
+    {
+        float tau = _thresholds[block];
+        if (float.IsNaN(tau) || float.IsNegativeInfinity(tau)) return context.Count;
+        for (int t = 0; t < context.Count; t++) _keep[t] = context.ClassScore[t] > tau;
+        return context.Compact(_keep);
+    }
+}

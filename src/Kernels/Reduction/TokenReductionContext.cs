@@ -1,0 +1,81 @@
+using EdgeViT.Kernels.Model;
+using EdgeViT.Kernels.Simd;
+
+namespace EdgeViT.Kernels.Reduction;
+
+/// <summary>
+/// What a reducer sees at a block's reduction point: the residual stream after attention and what attention
+/// computed on the way. Owned by the engine and reused for every block and image (views of its workspace).
+/// Rows are tokens; row 0.. PrefixTokens-1 are CLS (and distillation).
+/// </summary>
+public sealed unsafe class TokenReductionContext
+{
+    internal TokenReductionContext(VitConfig config, SimdLevel simd, float* x, float* qkv, float* classScore,
+        float* classAttentionPerHead, float* sizes, int* tokenIds)
+    {
+        Config = config;
+        Simd = simd;
+        X = x; Qkv = qkv; ClassScore = classScore; ClassAttentionPerHead = classAttentionPerHead; Sizes = sizes; TokenIds = tokenIds;
+    }
+
+    public VitConfig Config { get; }
+    public SimdLevel Simd { get; }
+    public int Dim => Config.EmbedDim;
+    public int Heads => Config.Heads;
+    public int HeadDim => Config.HeadDim;
+    public int PrefixTokens => Config.PrefixTokens;
+    /// <summary>Row stride of per-head arrays indexed by token (the dense token count).</summary>
+    public int MaxTokens => Config.Tokens;
+
+    /// <summary>Block being reduced.</summary>
+    public int Block { get; internal set; }
+    /// <summary>Tokens entering this reduction (rows of X).</summary>
+    public int Count { get; internal set; }
+
+    /// <summary>[Count x Dim] residual stream x + MSA(LN1(x)): reduce it in place.</summary>
+    public readonly float* X;
+    /// <summary>[Count x 3 Dim] this block's q, k, v rows (head h's k at column Dim + h*HeadDim, v at 2 Dim + h*HeadDim).</summary>
+    public readonly float* Qkv;
+    /// <summary>[Count] class attention (CLS query row) averaged over heads.</summary>
+    public readonly float* ClassScore;
+    /// <summary>[Heads x MaxTokens] class attention per head.</summary>
+    public readonly float* ClassAttentionPerHead;
+    /// <summary>[Count] how many original patches each token stands for (1 until something merges).</summary>
+    public readonly float* Sizes;
+    /// <summary>[Count] original index of each token (0 = CLS; a merged token keeps its destination's id; -1: a token a policy created).</summary>
+    public readonly int* TokenIds;
+
+    /// <summary>[Heads x MaxTokens x ProbabilityStride] softmax rows of every head; only with <see cref="ReductionNeeds.AttentionProbabilities"/>.</summary>
+    public float* AttentionProbabilities { get; internal set; }
+    public int ProbabilityStride { get; internal set; }
+
+    /// <summary>Multiply-adds the reducer spent on this image (matching, PageRank, ...); reset per image by the engine.</summary>
+    public long OverheadMultiplyAdds { get; set; }
+
+    public Span<float> Row(int token) => new(X + (long)token * Dim, Dim);
+
+    /// <summary>Attention probability of query i on key j in head h (needs <see cref="ReductionNeeds.AttentionProbabilities"/>).</summary>
+    public float Probability(int head, int query, int key) =>
+        AttentionProbabilities[((long)head * MaxTokens + query) * ProbabilityStride + key];
+
+    /// <summary>
+    /// Keeps the tokens whose flag is set (prefix tokens always), moving rows, ids and sizes up in order;
+    /// returns the new count. In place: the write index never passes the read index.
+    /// </summary>
+    public int Compact(ReadOnlySpan<bool> keep)
+    {
+        int d = Dim, kept = PrefixTokens;
+        for (int t = PrefixTokens; t < Count; t++)
+        {
+            if (!keep[t]) continue;
+            if (kept != t)
+            {
+                new ReadOnlySpan<float>(X + (long)t * d, d).CopyTo(new Span<float>(X + (long)kept * d, d));
+                TokenIds[kept] = TokenIds[t];
+                Sizes[kept] = Sizes[t];
+            }
+            kept++;
+        }
+        return kept;
+    }
+}

@@ -82,3 +82,17 @@ public sealed unsafe class TopKPruning : ITokenReducer
         return context.Compact(_keep);
     }
 }
+
+/// <summary>Top-k (fuse = false) or EViT (fuse = true) at EViT's blocks; the knob is the keep rate.</summary>
+public sealed class TopKMethod(VitConfig config, bool fuse, IReadOnlyList<int>? blocks = null) : IReductionMethod
+{
+    public string Name => fuse ? "evit" : "topk";
+
+    public MethodSetting ForBudget(double budget, Func<ITokenReducer, double> measure)
+    {
+        var at = blocks ?? TopKPruning.EvitBlocks;
+        // Lowest keep rate: one token survives each of the pruning blocks' halvings, i.e. the cheapest EViT setting.
+        return KnobSearch.Bisect(budget, 0.02, 1.0, keep => new TopKPruning(config, keep, fuse, at),
+            keep => $"keep={keep:0.###} at blocks {string.Join(",", at.Select(b => b + 1))}", measure, flopsRise: true);
+    }
+}

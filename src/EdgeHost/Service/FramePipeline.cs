@@ -138,8 +138,10 @@ public sealed class FramePipeline : BackgroundService, IHostedLifecycleService
     private async Task EndSessionAsync(CaptureSession session)
     {
         await session.Loop.StopAsync();
+        // Dispose first: it drops (and counts) a frame still waiting, which EndSession then folds into the totals,
+        // so captured = classified + dropped holds at shutdown. A frame being classified is released by its taker.
+        session.Queue.Dispose();
         _rt.Status.EndSession(session);
-        session.Queue.Dispose(); // releases a waiting frame; a frame being classified is released by its taker
         try { await session.Source.DisposeAsync(); }
         catch (Exception ex) { _log.LogWarning("closing source {Source}: {Error}", session.Source.Name, ex.Message); }
     }

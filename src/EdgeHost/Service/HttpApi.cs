@@ -100,6 +100,18 @@ public static class HttpApi
                 w.WriteEndObject();
             }
             if (rt.Pipeline?.Watchdog is { Enabled: true } wd) w.WriteNumber("watchdog_pings", wd.Pings);
+            // Memory, for soak checks (bench/service-soak.sh) and for spotting a leak on a board.
+            using var self = System.Diagnostics.Process.GetCurrentProcess();
+            var gc = GC.GetGCMemoryInfo();
+            w.WriteStartObject("process");
+            w.WriteNumber("rss_bytes", self.WorkingSet64);
+            w.WriteNumber("managed_heap_bytes", gc.HeapSizeBytes);
+            w.WriteNumber("managed_live_bytes", GC.GetTotalMemory(false));
+            w.WriteNumber("allocated_bytes_total", GC.GetTotalAllocatedBytes(false));
+            w.WriteNumber("gc_gen0", GC.CollectionCount(0));
+            w.WriteNumber("gc_gen1", GC.CollectionCount(1));
+            w.WriteNumber("gc_gen2", GC.CollectionCount(2));
+            w.WriteEndObject();
         });
     }
 

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Latency-mode budget controller under load (issue 4, bar 4): `edgevit run` classifies the shared images from the
+# folder source at full speed with Budget:Mode=latency; after a quiet phase, a second process loads both cores,
+# then stops. /v1/status is sampled every 0.5 s; prints the trace (time, load, active set, p95) and a summary:
+# how long p95 stayed over target after the load began, and how long the controller took to step back up after.
+# usage: bench/service-load.sh [OUT_DIR] [QUIET_S LOAD_S RECOVER_S]   (EDGEVIT_SHARED overrides ../shared)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+shared=${EDGEVIT_SHARED:-../shared}
+out=${1:-artifacts/service-load}
+quiet=${2:-20} load=${3:-30} recover=${4:-40}
+port=18093
+mkdir -p "$out"
+model=$shared/models/deit_tiny_patch16_224.safetensors
+images=$shared/data/imagenet-sample/images
+synsets=$shared/data/imagenet-sample/synsets.txt
+dotnet build src/EdgeHost -c Release -nologo -clp:ErrorsOnly >/dev/null
+edgevit=(dotnet src/EdgeHost/bin/Release/net10.0/edgevit.dll)
+
+thresholds=artifacts/rctp/deit_tiny.thresholds.json # bench/rctp.sh's full calibration, when it has been run
+if [ ! -f "$thresholds" ]; then
+  thresholds=$out/deit_tiny.thresholds.json
+  [ -f "$thresholds" ] || "${edgevit[@]}" calibrate --model "$model" --images "$images" --synsets "$synsets" --split even \
+      --limit 100 --budgets 0.40:1.00:0.05 --threads 2 --out "$thresholds" >/dev/null
+fi
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+status() { curl -sf "http://127.0.0.1:$port/v1/status"; }
+
+start_service() { # start_service KEY=VALUE...
+  "${edgevit[@]}" run Model="$model" Thresholds="$thresholds" Synsets="$synsets" Threads=1 \
+    Source:Kind=folder Source:Folder="$images" Results:Sink=none Http:Urls="http://127.0.0.1:$port" Telemetry:Otlp=off "$@" \
+    >"$out/service.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do status >/dev/null 2>&1 && return; sleep 0.2; done
+  echo "service did not become ready; see $out/service.log" >&2; exit 1
+}
+
+# 1. The unloaded dense p95 sets the target: 1.3x, so the quiet machine runs (nearly) dense and the loaded one cannot.
+# (The controller's latency is decode + preprocess + infer; taken here from the verdicts after 20 warm-up frames.)
+start_service Budget:Mode=fixed Budget:Target=1.0 Results:Sink=file Results:Path="$out/dense-verdicts.jsonl"
+sleep 12
+kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true; pids=()
+dense_p95=$(python3 -c 'import json,sys
+v=[json.loads(l)["latency_ms"] for l in open(sys.argv[1])][20:]
+t=sorted(x["decode"]+x["preprocess"]+x["infer"] for x in v)
+print(round(t[int(0.95*(len(t)-1))],1))' "$out/dense-verdicts.jsonl")
+sleep 1 # the port is free again
+target=$(echo "$dense_p95 * 1.3" | bc -l | xargs printf '%.1f')
+echo "unloaded dense p95 ${dense_p95} ms -> target p95 ${target} ms"
+
+# 2. Latency mode: quiet, loaded, quiet again.
+start_service Budget:Mode=latency Budget:TargetP95Ms="$target"
+t0=$(date +%s.%N)
+load_pid=""
+echo "t_s,load,active_budget,active_gflops,p95_ms,switches" >"$out/trace.csv"
+end=$((quiet + load + recover))
+while :; do
+  now=$(echo "$(date +%s.%N) - $t0" | bc -l)
+  if [ -z "$load_pid" ] && (( $(echo "$now >= $quiet" | bc -l) )) && (( $(echo "$now < $quiet + $load" | bc -l) )); then
+    # The second process: one busy thread per core (hashing releases the GIL), as a co-located workload would.
+    python3 -c 'import threading,hashlib
+def spin():
+    b=b"x"*65536
+    while True: hashlib.sha256(b).digest()
+ts=[threading.Thread(target=spin,daemon=True) for _ in range(2)]
+[t.start() for t in ts]; [t.join() for t in ts]' &
+    load_pid=$!; pids+=("$load_pid")
+  fi
+  if [ -n "$load_pid" ] && (( $(echo "$now >= $quiet + $load" | bc -l) )); then kill "$load_pid" 2>/dev/null || true; load_pid=stopped; fi
+  loaded=0; [ -n "$load_pid" ] && [ "$load_pid" != stopped ] && loaded=1
+  status | jq -r --arg t "$now" --arg l "$loaded" \
+    '[($t|tonumber*10|round/10), $l, .budget.active_set.budget, .budget.active_set.gflops, .budget.p95_ms, .budget.switches] | @csv' >>"$out/trace.csv" || true
+  (( $(echo "$now >= $end" | bc -l) )) && break
+  sleep 0.5
+done
+
+python3 - "$out/trace.csv" "$target" "$quiet" "$load" <<'PY'
+import csv, sys
+rows = [r for r in csv.DictReader(open(sys.argv[1]))]
+target, quiet, load = float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+for r in rows:
+    for k in ("t_s", "active_budget", "p95_ms"): r[k] = float(r[k]) if r[k] not in ("", "null") else None
+print(f"\n| t (s) | load | active set (budget) | p95 ms (target {target}) |\n|---|---|---|---|")
+last = None
+for r in rows:
+    key = (r["load"], r["active_budget"], r["p95_ms"] is not None and r["p95_ms"] > target)
+    if key != last or int(r["t_s"] * 2) % 10 == 0: # every change, and every 5 s
+        print(f"| {r['t_s']:.1f} | {'yes' if r['load'] == '1' else ''} | {r['active_budget']} | {r['p95_ms']} |")
+    last = key
+over = [r for r in rows if quiet <= r["t_s"] < quiet + load and r["p95_ms"] is not None and r["p95_ms"] > target]
+pre = [r["active_budget"] for r in rows if r["t_s"] < quiet]
+under_load = [r["active_budget"] for r in rows if quiet + 5 <= r["t_s"] < quiet + load]
+if over:
+    first = over[0]["t_s"]
+    back = next((r["t_s"] for r in rows if r["t_s"] > first and r["t_s"] < quiet + load and r["p95_ms"] <= target), None)
+    print(f"\nload on at {quiet:.0f} s: p95 first over target at {first:.1f} s, back under at "
+          f"{back if back is None else f'{back:.1f}'} s -> {('%.1f s over' % (back - first)) if back else 'never recovered'}")
+else:
+    print(f"\nload on at {quiet:.0f} s: p95 never exceeded the target")
+print(f"active budget: quiet {pre[-1] if pre else None}, under load {min(under_load) if under_load else None}..{max(under_load) if under_load else None}")
+stop = quiet + load
+up = next((r["t_s"] for r in rows if r["t_s"] >= stop and pre and r["active_budget"] >= pre[-1]), None)
+print(f"load off at {stop:.0f} s: back to the quiet set ({pre[-1] if pre else None}) at {up if up is None else f'{up:.1f} s ({up - stop:.1f} s later)'}")
+PY

@@ -91,7 +91,7 @@ run_arm64() {
 }
 run_x64() { "$x64/edgevit" "$@"; }
 
-status=0
+status=0 passed=0 failed=0
 # run NAME ARGS...: both builds, last stdout line (the JSON report) kept as $work/NAME.{x64,arm64}.json
 run() {
   local name=$1; shift
@@ -100,10 +100,10 @@ run() {
     t0=$(ms)
     if ! "run_$arch" "$@" --json >"$work/$name.$arch.out" 2>"$work/$name.$arch.err"; then
       echo "FAIL $name ($arch): exit code non-zero"; sed 's/^/    /' "$work/$name.$arch.err" | tail -5
-      status=1; return 1
+      status=1; failed=$((failed + 1)); return 1
     fi
     tail -n 1 "$work/$name.$arch.out" >"$work/$name.$arch.json"
-    jq -e . "$work/$name.$arch.json" >/dev/null || { echo "FAIL $name ($arch): last line is not JSON"; status=1; return 1; }
+    jq -e . "$work/$name.$arch.json" >/dev/null || { echo "FAIL $name ($arch): last line is not JSON"; status=1; failed=$((failed + 1)); return 1; }
     printf '  %-16s %-6s %6.1f s\n' "$name" "$arch" "$(echo "($(ms) - $t0) / 1000" | bc -l)"
   done
 }
@@ -113,8 +113,8 @@ same() {
   local name=$1 label=$2 expr=$3 a b
   [ -f "$work/$name.x64.json" ] && [ -f "$work/$name.arm64.json" ] || return 0
   a=$(jq -c "$expr" "$work/$name.x64.json"); b=$(jq -c "$expr" "$work/$name.arm64.json")
-  if [ "$a" = "$b" ]; then echo "ok   $name $label: $a"
-  else echo "FAIL $name $label: x64 $a, arm64 $b"; status=1; fi
+  if [ "$a" = "$b" ]; then echo "ok   $name $label: $a"; passed=$((passed + 1))
+  else echo "FAIL $name $label: x64 $a, arm64 $b"; status=1; failed=$((failed + 1)); fi
 }
 # info NAME LABEL JQ: printed side by side, not compared
 info() {
@@ -158,6 +158,7 @@ for name in eval-dense eval-0.7; do
 done
 info eval-dense simd '.simd'
 
+echo "$passed passed, $failed failed"
 if [ "$status" -eq 0 ]; then echo "arm64-check: linux-arm64 (qemu-user) agrees with linux-x64"
 else echo "arm64-check: MISMATCH or failure (see above)"; fi
 exit "$status"

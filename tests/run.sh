@@ -47,6 +47,9 @@ if command -v qemu-aarch64-static >/dev/null && [ -d /usr/aarch64-linux-gnu ]; t
   dotnet publish tests/ArmRunner -c Release -r linux-arm64 --self-contained -o artifacts/arm64-tests -nologo -clp:ErrorsOnly >/dev/null || status=1
   run env QEMU_LD_PREFIX=/usr/aarch64-linux-gnu DOTNET_EnableWriteXorExecute=0 DOTNET_SYSTEM_GLOBALIZATION_INVARIANT=1 \
       qemu-aarch64-static artifacts/arm64-tests/edgevit-test-runner $suites
+  # The published linux-arm64 CLI under qemu: predict and a short eval, dense and with --thresholds, give the same
+  # top-1 as the linux-x64 publish (deploy/arm64-check.sh; a few minutes).
+  run env ARM64_CHECK_LIMIT="${ARM64_CHECK_LIMIT:-10}" bash deploy/arm64-check.sh
 else
   echo "tests/run.sh: qemu-aarch64-static or the arm64 libc is missing (apt-get install qemu-user-static libc6-arm64-cross): arm64 not tested"
   status=1

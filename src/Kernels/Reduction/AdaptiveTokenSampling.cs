@@ -79,7 +79,8 @@ public sealed unsafe class AdaptiveTokenSampling : ITokenReducer
         }
 
         // Evenly spaced points from the smallest non-zero CDF value to 1 (the official create_ys), each matched to
-        // the nearest CDF entry; both sequences ascend, so one merge pass finds every nearest entry.
+        // the nearest CDF entry of any patch token, as the paper describes (the official code, when K - 1 < n - 1,
+        // matches only against the K - 1 most significant). Both sequences ascend: one merge pass does it.
         Array.Clear(_keep, 0, n);
         _keep[0] = true;
         int cursor = 0;

@@ -144,7 +144,7 @@ public sealed unsafe class ZeroTPrune : ITokenReducer
         c.OverheadMultiplyAdds += (long)used * d + (long)candidates * targets * d;
     }
 
-    // Insertion-free stable order: sort by key, then restore index order among equal keys (few ties in practice).
+    // Array.Sort is not stable: sort by key, then put equal keys back in token order so ties break deterministically.
     private void SortStable(int m)
     {
         Array.Sort(_order, _byImportance, 0, m);

@@ -169,8 +169,46 @@ public unsafe class TokenMergingTests(ITestOutputHelper output)
         double MaxDiff(float[] a) => a.Zip(dense, (u, v) => Math.Abs((double)u - v)).Max();
         double scale = dense.Max(v => Math.Abs((double)v));
         double withProp = MaxDiff(Run(true)), without = MaxDiff(Run(false));
+        output.WriteLine($"max |logit diff| vs dense: {withProp:G3} with proportional attention, {without:G3} without (logit scale {scale:G3})");
         Assert.True(withProp <= 1e-4 * Math.Max(1, scale), $"proportional attention: max |logit diff| {withProp:G3} (logit scale {scale:G3})");
         Assert.True(without > 100 * Math.Max(withProp, 1e-6), $"without proportional attention the logits barely moved ({without:G3}): the test could not fail");
+    }
+
+    /// <summary>Counts what the wrapped policy allocates inside BeginImage and Reduce (on this thread).</summary>
+    private sealed class AllocationMeter(ITokenReducer inner) : ITokenReducer
+    {
+        public long Bytes;
+        public string Name => inner.Name;
+        public ReductionNeeds Needs => inner.Needs;
+        public void BeginImage(TokenReductionContext context)
+        {
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            inner.BeginImage(context);
+            Bytes += GC.GetAllocatedBytesForCurrentThread() - before;
+        }
+        public int Reduce(int block, TokenReductionContext context)
+        {
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            int m = inner.Reduce(block, context);
+            Bytes += GC.GetAllocatedBytesForCurrentThread() - before;
+            return m;
+        }
+    }
+
+    [Fact]
+    public void ToMeAndTpsAllocateNothingPerImage()
+    {
+        var w = VitWeights.Random(Small, 51);
+        using var engine = new VitEngine(w);
+        var logits = new float[Small.Classes];
+        foreach (ITokenReducer reducer in new ITokenReducer[] { new TokenMerging(Small, 5), new TokenSqueezing(Small, 0.5, [1, 3, 4]) })
+        {
+            var meter = new AllocationMeter(reducer);
+            engine.Infer(ReducerHookTests.RandomImage(Small, 52), logits, meter); // first call: JIT and static setup
+            meter.Bytes = 0;
+            engine.Infer(ReducerHookTests.RandomImage(Small, 53), logits, meter);
+            Assert.Equal(0, meter.Bytes);
+        }
     }
 
     [Fact]

@@ -34,7 +34,8 @@ public sealed unsafe class TokenMerging : ITokenReducer
 
     /// <summary>Constant r per block (the paper's main setting).</summary>
     public TokenMerging(VitConfig config, int r, bool proportionalAttention = true)
-        : this(config, Enumerable.Repeat(r, config.Depth).ToArray(), proportionalAttention, $"tome(r={r})") { }
+        : this(config, Enumerable.Repeat(r, config.Depth).ToArray(), proportionalAttention,
+            $"tome(r={r}{(proportionalAttention ? "" : ", no prop-attn")})") { }
 
     /// <summary>An explicit r per block (the official parse_r's list form); missing blocks merge nothing.</summary>
     public TokenMerging(VitConfig config, IReadOnlyList<int> rPerBlock, bool proportionalAttention = true, string? name = null)

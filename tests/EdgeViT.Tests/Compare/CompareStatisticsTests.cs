@@ -1,6 +1,7 @@
 using System.Numerics;
 using EdgeViT.Host.Compare;
 using EdgeViT.Host.Output;
+using EdgeViT.Kernels.Rctp;
 using Xunit;
 
 namespace EdgeViT.Tests.Compare;
@@ -128,6 +129,28 @@ public class CompareStatisticsTests
         Assert.Equal(subset.Length, subset.Distinct().Count());
         Assert.True(subset[^1] >= 490);
         Assert.Equal([0, 1, 2], BudgetMatcher.MeasureSubset(3));
+    }
+
+    [Fact]
+    public void RctpMethodTakesTheSetWithNearestMeasuredFlops()
+    {
+        var config = EdgeViT.Kernels.Model.ModelLoader.Load(SharedAssets.ModelSafetensors).Config;
+        ThresholdSet Set(double budget, double measuredGFlops) =>
+            new(budget, Enumerable.Repeat(0.001f * (float)budget, config.Depth).ToArray(), [], measuredGFlops, measuredGFlops, 0, []);
+        var file = new ThresholdFile
+        {
+            ModelFingerprint = "x", ModelDescription = "test", Depth = config.Depth, DenseGFlops = 1.0, CalibrationImages = 1,
+            CalibrationOptions = new Dictionary<string, string>(),
+            // Nominal budgets and measured FLOPs disagree on purpose: the measured value decides.
+            Sets = [Set(0.60, 0.66), Set(0.70, 0.69), Set(0.80, 0.79)],
+        };
+        var method = new EdgeViT.Kernels.Reduction.RctpMethod(config, file);
+        Assert.Equal("rctp", method.Name);
+        var setting = method.ForBudget(0.67, _ => 0.5);
+        Assert.Equal("set 0.60 (calibrated 0.660)", setting.Setting);
+        Assert.Equal(0.5, setting.CalibrationFlopsFraction); // what the comparison's measure said, not the file
+        Assert.Equal("set 0.70 (calibrated 0.690)", method.ForBudget(0.685, _ => 0.5).Setting);
+        Assert.Equal("set 0.80 (calibrated 0.790)", method.ForBudget(0.95, _ => 0.5).Setting);
     }
 
     [Fact]

@@ -60,7 +60,8 @@ public static class CompareOutputs
 
     private static string Cell(object value)
     {
-        string s = Convert.ToString(value, Inv) ?? "";
+        // Plain decimals (no exponent: 2.2E-05 would trip simple readers); the rows are already rounded.
+        string s = value is double d ? d.ToString("0.##########", Inv) : Convert.ToString(value, Inv) ?? "";
         return s.IndexOfAny([',', '"', '\n']) >= 0 ? "\"" + s.Replace("\"", "\"\"") + "\"" : s;
     }
 

@@ -12,6 +12,7 @@ namespace EdgeViT.Host.Output;
 [JsonSerializable(typeof(EvalReport))]
 [JsonSerializable(typeof(BenchReport))]
 [JsonSerializable(typeof(CalibrateReport))]
+[JsonSerializable(typeof(CompareReport))]
 public sealed partial class ReportJsonContext : JsonSerializerContext;
 
 /// <summary>Writes a report as one compact JSON line (the last line a command prints with --json).</summary>

@@ -34,3 +34,21 @@ public sealed record BenchReport(
 public sealed record CalibrateReport(
     string Model, string Out, int Images, string Split, int Candidates, int Sets, double DenseGflops,
     double ProbeS, double PlanS, double FitS, double WallS, double PeakRssMib, double WorstFlopsGapPercent);
+
+/// <summary>
+/// One row of 'edgevit compare': a method at a budget (or dense, Budget 1). BudgetMatch: "exact" when the FLOPs
+/// measured on the calibration subset are within 1 % of dense of the budget, "nearest" when the method's nearest
+/// setting was taken, "reference" for dense. Gflops/FlopsFraction/OverheadGflops: means over the evaluation images;
+/// Top1DiffPp: top-1 minus dense in percentage points with its paired bootstrap 95 % CI; McnemarB: images dense got
+/// right and the method wrong, McnemarC: the reverse; McnemarP: exact two-sided p.
+/// </summary>
+public sealed record CompareRow(
+    string Method, double Budget, string Setting, string BudgetMatch, double CalibrationFlopsFraction,
+    double Gflops, double FlopsFraction, double OverheadGflops, double Top1, double Top5, double MsMedian,
+    double Top1DiffPp, double Top1DiffCiLow, double Top1DiffCiHigh, int McnemarB, int McnemarC, double McnemarP, int Images);
+
+/// <summary>Times in seconds: decoding both splits, method construction (RCTP calibration), budget matching, the evaluation pass, all.</summary>
+public sealed record CompareReport(
+    string Model, string ModelConfig, string ImagesDir, int CalibrationImages, int EvalImages, int MeasureImages, double[] Budgets,
+    string[] Methods, int Workers, string Simd, int BootstrapResamples, IReadOnlyList<CompareRow> Rows,
+    string ResultsCsv, string ResultsMd, string Plot, double DecodeS, double MethodsS, double MatchS, double EvalS, double WallS);

@@ -1,0 +1,106 @@
+using System.Diagnostics;
+using EdgeViT.Host.Commands;
+using EdgeViT.Kernels.Model;
+using EdgeViT.Kernels.Rctp;
+using EdgeViT.Kernels.Reduction;
+
+namespace EdgeViT.Host.Compare;
+
+/// <summary>What a method factory may use: the model, the calibration split (decoded once) and the run's options.</summary>
+public sealed class CompareContext
+{
+    public required VitWeights Weights { get; init; }
+    public VitConfig Config => Weights.Config;
+    /// <summary>Calibration split (even-indexed images), preprocessed [3, H, W] each.</summary>
+    public required IReadOnlyList<float[]> CalibrationImages { get; init; }
+    /// <summary>Class of each calibration image (from its file name).</summary>
+    public required IReadOnlyList<int> CalibrationLabels { get; init; }
+    /// <summary>Budgets the comparison will ask for (fractions of dense FLOPs).</summary>
+    public required IReadOnlyList<double> Budgets { get; init; }
+    /// <summary>Worker threads a method may use to learn or calibrate (each with its own single-threaded engine).</summary>
+    public required int Workers { get; init; }
+    public Kernels.Simd.SimdLevel? Simd { get; init; }
+    /// <summary>--rctp-thresholds, already loaded and checked against the model; null: calibrate.</summary>
+    public ThresholdFile? RctpThresholds { get; init; }
+    /// <summary>Directory for by-products a method wants to keep (RCTP writes its calibrated thresholds there).</summary>
+    public required string OutDir { get; init; }
+    public Action<string> Log { get; init; } = _ => { };
+}
+
+/// <summary>
+/// The methods <c>edgevit compare</c> knows, by name: the one place to register a token-reduction method.
+/// Adding a method is one line in <see cref="Entries"/>: its name, a one-line description and a factory from
+/// the <see cref="CompareContext"/> to an <see cref="IReductionMethod"/>. "dense" (no reducer) is not a method:
+/// it is always evaluated, as the reference every row is compared with.
+/// </summary>
+public static class MethodCatalog
+{
+    public const string Dense = "dense";
+
+    public sealed record Entry(string Name, string Description, Func<CompareContext, IReductionMethod> Create);
+
+    private static readonly Entry[] Entries =
+    [
+        new("rctp", "class-attention thresholds per block (Fisher + Viterbi calibration on the calibration split, or --rctp-thresholds)", CreateRctp),
+        new("topk", "top-k by class attention at blocks 4, 7, 10 (knob: keep rate)", c => new TopKMethod(c.Config, fuse: false)),
+        new("evit", "EViT: top-k plus one fused inattentive token at blocks 4, 7, 10 (knob: keep rate)", c => new TopKMethod(c.Config, fuse: true)),
+        // new("tome", "ToMe: bipartite soft matching, r tokens merged per block", c => new ToMeMethod(c.Config)),
+    ];
+
+    public static IReadOnlyList<Entry> All => Entries;
+    public static IEnumerable<string> Names => Entries.Select(e => e.Name);
+
+    /// <summary>Every registered method, comma-separated (the --methods default).</summary>
+    public static string DefaultMethods => string.Join(",", Names);
+
+    /// <summary>
+    /// Parses "rctp,topk,evit" into registered names (in the given order, duplicates dropped; "dense" is accepted
+    /// and ignored since it always runs). Unknown names are a usage error that lists the known ones.
+    /// </summary>
+    public static IReadOnlyList<string> Parse(string text)
+    {
+        var names = new List<string>();
+        foreach (var raw in text.Split(',', StringSplitOptions.TrimEntries))
+        {
+            string name = raw.ToLowerInvariant();
+            if (name.Length == 0) throw new UsageException($"--methods: empty method name in '{text}'");
+            if (name == Dense) continue;
+            if (!Entries.Any(e => e.Name == name))
+                throw new UsageException($"--methods: unknown method '{raw}' (known: {Dense}, {string.Join(", ", Names)})");
+            if (!names.Contains(name)) names.Add(name);
+        }
+        return names;
+    }
+
+    public static IReductionMethod Create(string name, CompareContext context)
+    {
+        var entry = Entries.FirstOrDefault(e => e.Name == name) ?? throw new UsageException($"unknown method '{name}'");
+        var method = entry.Create(context);
+        if (method.Name != name) throw new InvalidOperationException($"catalog entry '{name}' created a method named '{method.Name}'");
+        return method;
+    }
+
+    /// <summary>Calibration grid for RCTP: every requested budget and its neighbours 0.01 and 0.02 apart.</summary>
+    public static double[] RctpGrid(IEnumerable<double> budgets) =>
+        budgets.SelectMany(b => new[] { -0.02, -0.01, 0, 0.01, 0.02 }.Select(d => Math.Round(b + d, 4)))
+            .Where(b => b > 0.05 && b <= 1.0).Distinct().Order().ToArray();
+
+    private static IReductionMethod CreateRctp(CompareContext c)
+    {
+        if (c.RctpThresholds is { } file)
+        {
+            c.Log($"rctp: {file.Sets.Count} threshold sets from {file.Source}");
+            return new RctpMethod(c.Config, file);
+        }
+        var grid = RctpGrid(c.Budgets);
+        c.Log($"rctp: calibrating on {c.CalibrationImages.Count} images, {grid.Length} budgets ({string.Join(",", grid.Select(g => g.ToString("0.00")))}), {c.Workers} workers");
+        var clock = Stopwatch.StartNew();
+        var describe = new Dictionary<string, string> { ["split"] = "even", ["labels"] = "synsets", ["budgets"] = string.Join(",", grid), ["by"] = "edgevit compare" };
+        var report = Calibrator.Run(c.Weights, c.CalibrationImages.Count, (i, chw) => c.CalibrationImages[i].CopyTo(chw), c.CalibrationLabels,
+            grid, new CalibrationOptions(Workers: c.Workers, Simd: c.Simd), describe, line => c.Log("rctp: " + line));
+        string path = Path.Combine(c.OutDir, "rctp-thresholds.json");
+        report.File.Save(path);
+        c.Log($"rctp: calibrated in {clock.Elapsed.TotalSeconds:F0} s, thresholds in {path}");
+        return new RctpMethod(c.Config, ThresholdFile.Load(path));
+    }
+}

@@ -44,7 +44,10 @@ public static class MethodCatalog
         new("rctp", "class-attention thresholds per block (Fisher + Viterbi calibration on the calibration split, or --rctp-thresholds)", CreateRctp),
         new("topk", "top-k by class attention at blocks 4, 7, 10 (knob: keep rate)", c => new TopKMethod(c.Config, fuse: false)),
         new("evit", "EViT: top-k plus one fused inattentive token at blocks 4, 7, 10 (knob: keep rate)", c => new TopKMethod(c.Config, fuse: true)),
-        // new("tome", "ToMe: bipartite soft matching, r tokens merged per block", c => new ToMeMethod(c.Config)),
+        new("ats", "ATS: adaptive token sampling (class attention x |v|, inverse-CDF sampling) from block 4 on (knob: cap)", c => new AtsMethod(c.Config)),
+        new("tome", "ToMe: bipartite soft matching on keys, r tokens merged per block, proportional attention (knob: r)", c => new ToMeMethod(c.Config)),
+        new("zero-tprune", "Zero-TPrune: weighted-PageRank importance, then similarity pruning at blocks 4, 7, 10 (knob: keep rate)", c => new ZeroTPruneMethod(c.Config)),
+        new("tps", "TPS (eTPS, no fine-tuning): top-k pruning, pruned tokens squeezed into similar hosts at blocks 4, 7, 10 (knob: keep rate)", c => new TpsMethod(c.Config)),
     ];
 
     public static IReadOnlyList<Entry> All => Entries;

@@ -104,7 +104,6 @@ public sealed unsafe class LearnedThresholds : ITokenReducer
         int firstSrc = prefix + (prefix & 1), firstDst = prefix + 1 - (prefix & 1);
         int dstCount = firstDst < n ? (n - firstDst + 1) / 2 : 0;
         float tauMerge = _merge[block];
-        int unmerged = 0;
         for (int s = firstSrc; s < n; s += 2)
         {
             int best = -1;
@@ -122,7 +121,6 @@ public sealed unsafe class LearnedThresholds : ITokenReducer
             _bestDst[s] = best;
             bool merge = best >= 0 && bestSim > tauMerge;
             _mergedInto[s] = merge ? best : -1;
-            if (!merge) unmerged++;
         }
 
         // Lay out [prefix | unmerged sources | destinations] in the staging rows.

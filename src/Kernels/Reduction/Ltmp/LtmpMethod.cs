@@ -30,6 +30,7 @@ public sealed record LtmpOptions(
     int Workers = 2,
     int Passes = 1,
     double LearningRateScale = 1,
+    bool TaskGradient = true,
     Simd.SimdLevel? Simd = null);
 
 /// <summary>One budget's training: thresholds, the FLOPs fraction of the last steps, time.</summary>
@@ -165,7 +166,7 @@ public sealed class LtmpMethod : IReductionMethod
                     var g = Enumerable.Range(first, count).Select(i => _maskGradients[order[i]]).ToArray();
                     Array.Clear(gradM); Array.Clear(gradP);
                     var (_, f) = LtmpObjective.FlopsTerm(fm, batch, merge, prune, o.Temperature, budget, o.Lambda, hardValues: true, gradM, gradP);
-                    LtmpObjective.TaskGradient(_c, batch, g, merge, prune, o.Temperature, gradM, gradP);
+                    if (o.TaskGradient) LtmpObjective.TaskGradient(_c, batch, g, merge, prune, o.Temperature, gradM, gradP);
                     stepFlops.Add(f);
                     for (int l = 0; l < depth; l++)
                     {

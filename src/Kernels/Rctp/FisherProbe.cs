@@ -27,6 +27,8 @@ public sealed class TokenStatistics(int depth, int patches)
     public float[] Scores { get; } = new float[depth * patches];
     /// <summary>[block * Patches + patch]: (dL/dm)^2 for a mask m on the token at the probe's <see cref="FisherSite"/>.</summary>
     public float[] Fisher { get; } = new float[depth * patches];
+    /// <summary>[block * Patches + patch]: the signed dL/dm = sum_c g_c a_c behind <see cref="Fisher"/> (LTMP's mask gradient).</summary>
+    public float[] MaskGradient { get; } = new float[depth * patches];
     public int Label { get; set; }
     public int PredictedClass { get; set; }
     public float Loss { get; set; }
@@ -182,6 +184,7 @@ public sealed unsafe class FisherProbe : IDisposable, VitEngine.IForwardObserver
             double s = 0;
             for (int j = 0; j < d; j++) s += (double)_g[t * d + j] * (xm[t * d + j] - keepInput * x[t * d + j]);
             into.Fisher[l * into.Patches + t - prefix] = (float)(s * s);
+            into.MaskGradient[l * into.Patches + t - prefix] = (float)s;
             into.Scores[l * into.Patches + t - prefix] = _score[l].Pointer[t];
         }
     }

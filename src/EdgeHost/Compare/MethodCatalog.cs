@@ -3,6 +3,7 @@ using EdgeViT.Host.Commands;
 using EdgeViT.Kernels.Model;
 using EdgeViT.Kernels.Rctp;
 using EdgeViT.Kernels.Reduction;
+using EdgeViT.Kernels.Reduction.Ltmp;
 
 namespace EdgeViT.Host.Compare;
 
@@ -47,6 +48,9 @@ public static class MethodCatalog
         new("ats", "ATS: adaptive token sampling (class attention x |v|, inverse-CDF sampling) from block 4 on (knob: cap)", c => new AtsMethod(c.Config)),
         new("tome", "ToMe: bipartite soft matching on keys, r tokens merged per block, proportional attention (knob: r)", c => new ToMeMethod(c.Config)),
         new("zero-tprune", "Zero-TPrune: weighted-PageRank importance, then similarity pruning at blocks 4, 7, 10 (knob: keep rate)", c => new ZeroTPruneMethod(c.Config)),
+        new("ltmp", "LTMP: learned per-block merge and prune thresholds (2L parameters, one pass over the calibration split; knob: FLOPs target)",
+            c => new LtmpMethod(c.Weights, c.CalibrationImages.Count, (i, chw) => c.CalibrationImages[i].CopyTo(chw), c.CalibrationLabels,
+                new LtmpOptions(Workers: c.Workers, Simd: c.Simd), c.Log)),
         new("tps", "TPS (eTPS, no fine-tuning): top-k pruning, pruned tokens squeezed into similar hosts at blocks 4, 7, 10 (knob: keep rate)", c => new TpsMethod(c.Config)),
     ];
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Latency-mode budget controller under load (issue 4, bar 4): `edgevit run` classifies the shared images from the
-# folder source at full speed with Budget:Mode=latency; after a quiet phase, a second process loads both cores,
+# Latency-mode budget controller under load (issue 4, bar 4): `edgevit run` classifies 640x480 frames at 30 fps from the
+# synthetic source at full speed (a camera-like stream: constant frame size, so the latency the controller sees is
+# what pruning can change; the shared JPEG folder mixes 75x56 and 2400x1600 decodes) with Budget:Mode=latency; after a quiet phase, a second process loads both cores,
 # then stops. /v1/status is sampled every 0.5 s; prints the trace (time, load, active set, p95) and a summary:
 # how long p95 stayed over target after the load began, and how long the controller took to step back up after.
 # usage: bench/service-load.sh [OUT_DIR] [QUIET_S LOAD_S RECOVER_S]   (EDGEVIT_SHARED overrides ../shared)
@@ -31,7 +32,7 @@ status() { curl -sf "http://127.0.0.1:$port/v1/status"; }
 
 start_service() { # start_service KEY=VALUE...
   "${edgevit[@]}" run Model="$model" Thresholds="$thresholds" Synsets="$synsets" Threads=1 \
-    Source:Kind=folder Source:Folder="$images" Results:Sink=none Http:Urls="http://127.0.0.1:$port" Telemetry:Otlp=off "$@" \
+    Source:Kind=synthetic Source:Width=640 Source:Height=480 Source:Fps=30 Results:Sink=none Http:Urls="http://127.0.0.1:$port" Telemetry:Otlp=off "$@" \
     >"$out/service.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 100); do status >/dev/null 2>&1 && return; sleep 0.2; done

@@ -26,26 +26,6 @@ public unsafe class ReducerHookTests
         public int Reduce(int block, TokenReductionContext context) => context.Count;
     }
 
-    /// <summary>Wraps a policy and keeps what it saw and what it left, for assertions.</summary>
-    internal sealed class Recorder(ITokenReducer inner) : ITokenReducer
-    {
-        public readonly List<(int Block, float[] X, float[] Scores, float[] Sizes, int[] Ids, int N)> Before = [];
-        public readonly List<(float[] X, float[] Sizes, int[] Ids, int N)> After = [];
-        public string Name => inner.Name;
-        public ReductionNeeds Needs => inner.Needs;
-        public void BeginImage(TokenReductionContext context) { Before.Clear(); After.Clear(); inner.BeginImage(context); }
-        public int Reduce(int block, TokenReductionContext c)
-        {
-            int n = c.Count, d = c.Dim;
-            Before.Add((block, new ReadOnlySpan<float>(c.X, n * d).ToArray(), new ReadOnlySpan<float>(c.ClassScore, n).ToArray(),
-                new ReadOnlySpan<float>(c.Sizes, n).ToArray(), new ReadOnlySpan<int>(c.TokenIds, n).ToArray(), n));
-            int m = inner.Reduce(block, c);
-            After.Add((new ReadOnlySpan<float>(c.X, m * d).ToArray(), new ReadOnlySpan<float>(c.Sizes, m).ToArray(),
-                new ReadOnlySpan<int>(c.TokenIds, m).ToArray(), m));
-            return m;
-        }
-    }
-
     [Theory]
     [InlineData(ReductionNeeds.None)]
     [InlineData(ReductionNeeds.AttentionProbabilities | ReductionNeeds.ProportionalAttention)]
@@ -130,12 +110,12 @@ public unsafe class ReducerHookTests
     {
         var w = VitWeights.Random(Small, 7);
         using var engine = new VitEngine(w);
-        var rec = new Recorder(new TopKPruning(Small, 0.7, fuse, blocks: [1, 3, 4]));
+        var rec = new ReductionRecorder(new TopKPruning(Small, 0.7, fuse, blocks: [1, 3, 4]));
         var stats = engine.Infer(RandomImage(Small, 8), new float[Small.Classes], rec);
         int d = Small.EmbedDim;
         for (int i = 0; i < rec.Before.Count; i++)
         {
-            var (block, x, scores, _, ids, n) = rec.Before[i];
+            var (block, n, x, _, scores, _, ids) = rec.Before[i];
             var after = rec.After[i];
             if (block is not (1 or 3 or 4)) { Assert.Equal(n, after.N); continue; }
             int k = (int)Math.Ceiling(0.7 * (n - 1));

@@ -14,27 +14,6 @@ public unsafe class TokenMergingTests(ITestOutputHelper output)
 {
     private static readonly VitConfig Small = ReducerHookTests.Small;
 
-    /// <summary>Keeps what a policy saw (rows, keys, sizes, ids) and what it left.</summary>
-    internal sealed class QkvRecorder(ITokenReducer inner) : ITokenReducer
-    {
-        public readonly List<(int Block, float[] X, float[] Qkv, float[] Scores, float[] Sizes, int[] Ids, int N)> Before = [];
-        public readonly List<(float[] X, float[] Sizes, int[] Ids, int N)> After = [];
-        public string Name => inner.Name;
-        public ReductionNeeds Needs => inner.Needs;
-        public void BeginImage(TokenReductionContext context) { Before.Clear(); After.Clear(); inner.BeginImage(context); }
-        public int Reduce(int block, TokenReductionContext c)
-        {
-            int n = c.Count, d = c.Dim;
-            Before.Add((block, new ReadOnlySpan<float>(c.X, n * d).ToArray(), new ReadOnlySpan<float>(c.Qkv, n * 3 * d).ToArray(),
-                new ReadOnlySpan<float>(c.ClassScore, n).ToArray(), new ReadOnlySpan<float>(c.Sizes, n).ToArray(),
-                new ReadOnlySpan<int>(c.TokenIds, n).ToArray(), n));
-            int m = inner.Reduce(block, c);
-            After.Add((new ReadOnlySpan<float>(c.X, m * d).ToArray(), new ReadOnlySpan<float>(c.Sizes, m).ToArray(),
-                new ReadOnlySpan<int>(c.TokenIds, m).ToArray(), m));
-            return m;
-        }
-    }
-
     /// <summary>
     /// ToMe written out plainly in double precision: which rows survive in which order, with their ids, sizes and
     /// values (size-weighted average of each destination and its sources).
@@ -90,7 +69,7 @@ public unsafe class TokenMergingTests(ITestOutputHelper output)
         var c = Small with { HasDistillationToken = distilled };
         var w = VitWeights.Random(c, 11);
         using var engine = new VitEngine(w);
-        var rec = new QkvRecorder(new TokenMerging(c, r));
+        var rec = new ReductionRecorder(new TokenMerging(c, r));
         var stats = engine.Infer(ReducerHookTests.RandomImage(c, 12), new float[c.Classes], rec);
 
         Assert.Equal(c.Depth, rec.Before.Count);
@@ -98,7 +77,7 @@ public unsafe class TokenMergingTests(ITestOutputHelper output)
         bool sawMergedSizes = false;
         for (int i = 0; i < rec.Before.Count; i++)
         {
-            var (block, x, qkv, _, sizes, ids, n) = rec.Before[i];
+            var (block, n, x, qkv, _, sizes, ids) = rec.Before[i];
             var after = rec.After[i];
             Assert.Equal(expectedN, n);
             int merges = Math.Min(r, (n - c.PrefixTokens) / 2);
@@ -154,7 +133,7 @@ public unsafe class TokenMergingTests(ITestOutputHelper output)
 
         float[] Run(bool proportional)
         {
-            var rec = new QkvRecorder(new TokenMerging(Small, [1], proportional));
+            var rec = new ReductionRecorder(new TokenMerging(Small, [1], proportional));
             var logits = new float[Small.Classes];
             engine.Infer(img, logits, rec);
             // Exactly the identical pair merged, into token 3 (the B one), at block 0 only.

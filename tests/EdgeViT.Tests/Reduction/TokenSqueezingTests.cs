@@ -19,13 +19,13 @@ public class TokenSqueezingTests(ITestOutputHelper output)
         int[] blocks = [1, 3, 4];
         var w = VitWeights.Random(Small, 41);
         using var engine = new VitEngine(w);
-        var rec = new ReducerHookTests.Recorder(new TokenSqueezing(Small, keep, blocks));
+        var rec = new ReductionRecorder(new TokenSqueezing(Small, keep, blocks));
         var stats = engine.Infer(ReducerHookTests.RandomImage(Small, 42), new float[Small.Classes], rec);
         int d = Small.EmbedDim;
         bool sawSeveralPerHost = false;
         for (int i = 0; i < rec.Before.Count; i++)
         {
-            var (block, x, scores, sizes, ids, n) = rec.Before[i];
+            var (block, n, x, _, scores, sizes, ids) = rec.Before[i];
             var after = rec.After[i];
             if (!blocks.Contains(block))
             {

@@ -28,26 +28,11 @@ public static class Calibrator
         using var fitter = new ThresholdFitter(weights, workers, images, options.Simd);
 
         var clock = Stopwatch.StartNew();
-        int done = 0;
-        var probes = Enumerable.Range(0, workers).Select(_ => new FisherProbe(weights, options.Simd, options.FisherSite)).ToArray();
-        try
+        FisherProbe.MeasureAll(weights, images, loadImage, labels, workers, options.Simd, options.FisherSite, (w, i, input, s) =>
         {
-            System.Threading.Tasks.Parallel.For(0, workers, new ParallelOptions { MaxDegreeOfParallelism = workers }, w =>
-            {
-                var input = new float[c.InChannels * c.ImageSize * c.ImageSize];
-                for (int i = w; i < images; i += workers)
-                {
-                    loadImage(i, input);
-                    var s = new TokenStatistics(c.Depth, c.Patches);
-                    probes[w].Measure(input, labels[i], s);
-                    stats[i] = s;
-                    fitter.AddImage(w, i, input);
-                    int k = Interlocked.Increment(ref done);
-                    if (k % 50 == 0 || k == images) progress?.Invoke($"probed {k}/{images} images");
-                }
-            });
-        }
-        finally { foreach (var p in probes) p.Dispose(); }
+            stats[i] = s;
+            fitter.AddImage(w, i, input);
+        }, progress);
         var probeTime = clock.Elapsed;
 
         clock.Restart();

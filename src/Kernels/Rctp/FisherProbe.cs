@@ -84,6 +84,38 @@ public sealed unsafe class FisherProbe : IDisposable, VitEngine.IForwardObserver
 
     public VitConfig Config => _c;
 
+
+    /// <summary>
+    /// Probes images 0..images-1 on <paramref name="workers"/> threads, one single-threaded probe each (images are
+    /// strided over workers). <paramref name="onImage"/>(worker, index, input, stats) runs on the worker's thread with
+    /// the preprocessed input it loaded, so callers can keep what they need (calibration also embeds the image).
+    /// </summary>
+    public static void MeasureAll(VitWeights weights, int images, Action<int, Span<float>> loadImage, IReadOnlyList<int> labels,
+        int workers, SimdLevel? level, FisherSite site, Action<int, int, float[], TokenStatistics> onImage,
+        Action<string>? progress = null, string progressPrefix = "")
+    {
+        var c = weights.Config;
+        workers = Math.Max(1, Math.Min(workers, Math.Max(1, images)));
+        int done = 0;
+        var probes = Enumerable.Range(0, workers).Select(_ => new FisherProbe(weights, level, site)).ToArray();
+        try
+        {
+            System.Threading.Tasks.Parallel.For(0, workers, new ParallelOptions { MaxDegreeOfParallelism = workers }, w =>
+            {
+                var input = new float[c.InChannels * c.ImageSize * c.ImageSize];
+                for (int i = w; i < images; i += workers)
+                {
+                    loadImage(i, input);
+                    var stats = new TokenStatistics(c.Depth, c.Patches);
+                    probes[w].Measure(input, labels[i], stats);
+                    onImage(w, i, input, stats);
+                    int k = Interlocked.Increment(ref done);
+                    if (k % 50 == 0 || k == images) progress?.Invoke($"{progressPrefix}probed {k}/{images} images");
+                }
+            });
+        }
+        finally { foreach (var p in probes) p.Dispose(); }
+    }
     /// <summary>Measures one image; <paramref name="label"/> &lt; 0 uses the model's own top-1 (pseudo-label).</summary>
     public void Measure(ReadOnlySpan<float> imageChw, int label, TokenStatistics into)
     {

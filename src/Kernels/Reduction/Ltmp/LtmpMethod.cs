@@ -87,25 +87,9 @@ public sealed class LtmpMethod : IReductionMethod
 
         var clock = Stopwatch.StartNew();
         _maskGradients = new float[images][];
-        int workers = Math.Max(1, Math.Min(Options.Workers, images)), done = 0;
-        var probes = Enumerable.Range(0, workers).Select(_ => new FisherProbe(weights, Options.Simd, FisherSite.TokenState)).ToArray();
-        try
-        {
-            System.Threading.Tasks.Parallel.For(0, workers, new ParallelOptions { MaxDegreeOfParallelism = workers }, w =>
-            {
-                var input = new float[_c.InChannels * _c.ImageSize * _c.ImageSize];
-                for (int i = w; i < images; i += workers)
-                {
-                    loadImage(i, input);
-                    var s = new TokenStatistics(_c.Depth, _c.Patches);
-                    probes[w].Measure(input, labels[i], s);
-                    _maskGradients[i] = s.MaskGradient;
-                    int k = Interlocked.Increment(ref done);
-                    if (k % 50 == 0 || k == images) progress?.Invoke($"ltmp: probed {k}/{images} images");
-                }
-            });
-        }
-        finally { foreach (var p in probes) p.Dispose(); }
+        // The budget-independent part: RCTP's probe gives every token's signed dL/dm once, reused by every budget's training.
+        FisherProbe.MeasureAll(weights, images, loadImage, labels, Options.Workers, Options.Simd, FisherSite.TokenState,
+            (_, i, _, s) => _maskGradients[i] = s.MaskGradient, progress, "ltmp: ");
         ProbeTime = clock.Elapsed;
     }
 

@@ -106,3 +106,8 @@ stop = quiet + load
 up = next((r["t_s"] for r in rows if r["t_s"] >= stop and pre and r["active_budget"] >= pre[-1]), None)
 print(f"load off at {stop:.0f} s: back to the quiet set ({pre[-1] if pre else None}) at {up if up is None else f'{up:.1f} s ({up - stop:.1f} s later)'}")
 PY
+
+# The dashboard's budget/latency panel, drawn from this run's samples (no Grafana here to screenshot).
+dotnet build bench/EdgeViT.Bench -c Release -nologo -clp:ErrorsOnly >/dev/null
+dotnet bench/EdgeViT.Bench/bin/Release/net10.0/edgevit-bench.dll panel "$out/trace.csv" "$target" "$quiet" "$((quiet + load))" "$out/latency-panel.png"
+echo "panel: $out/latency-panel.png"

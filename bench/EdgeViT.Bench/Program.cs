@@ -16,7 +16,10 @@ switch (cmd)
         ModelBench.Run(Arg("--threads") is { } t ? t.Split(',').Select(int.Parse).ToArray() : [1, 2], level,
             (Arg("--sizes") ?? "tiny,small,base").Split(','), Console.Out);
         break;
-    default: Console.Error.WriteLine($"edgevit-bench: error: unknown command '{cmd}' (gemm, models)"); return 2;
+    case "panel": // panel TRACE.csv TARGET_MS LOAD_FROM_S LOAD_TO_S OUT.png
+        PanelRender.Run(args[1], double.Parse(args[2]), double.Parse(args[3]), double.Parse(args[4]), args[5]);
+        break;
+    default: Console.Error.WriteLine($"edgevit-bench: error: unknown command '{cmd}' (gemm, models, panel)"); return 2;
 }
 return 0;
 

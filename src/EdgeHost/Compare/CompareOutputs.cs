@@ -104,34 +104,6 @@ public static class CompareOutputs
 
     // ---- compare.png ----
 
-    private static readonly string[] FontDirs = ["/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/TTF", "/usr/share/fonts/dejavu"];
-    private const string FontName = "DejaVu Sans";
-    private static readonly object FontGate = new();
-    private static bool _fontsRegistered;
-
-    /// <summary>
-    /// ScottPlot draws with SkiaSharp, whose dependency-free Linux build does not ask fontconfig (text would come out
-    /// blank), so DejaVu Sans is registered from its file and made the default. Without it the plot still renders.
-    /// </summary>
-    private static string? RegisterFonts()
-    {
-        lock (FontGate)
-        {
-            if (_fontsRegistered) return FontName;
-            foreach (var dir in FontDirs)
-            {
-                string regular = Path.Combine(dir, "DejaVuSans.ttf"), bold = Path.Combine(dir, "DejaVuSans-Bold.ttf");
-                if (!File.Exists(regular)) continue;
-                Fonts.AddFontFile(FontName, regular, bold: false, italic: false);
-                Fonts.AddFontFile(FontName, File.Exists(bold) ? bold : regular, bold: true, italic: false);
-                Fonts.Default = FontName;
-                _fontsRegistered = true;
-                return FontName;
-            }
-            return null;
-        }
-    }
-
     private static SKSurface NewSurface(int width, int height) =>
         SKSurface.Create(new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Premul))
         ?? throw new InvalidOperationException($"cannot create a {width}x{height} drawing surface");
@@ -139,7 +111,7 @@ public static class CompareOutputs
     /// <summary>Two panels: top-1 against measured GFLOPs and ms per image against GFLOPs; a line per method, dense a star.</summary>
     public static void Plot(string path, IReadOnlyList<CompareRow> rows, int width = 1400, int height = 560)
     {
-        string? font = RegisterFonts();
+        string? font = PlotFonts.Register();
         var dense = rows.First(r => r.Method == MethodCatalog.Dense);
         var methods = rows.Where(r => r.Method != MethodCatalog.Dense).GroupBy(r => r.Method).ToList();
         var palette = new ScottPlot.Palettes.Category10();

@@ -18,6 +18,8 @@ thresholds=artifacts/rctp/deit_tiny.thresholds.json
 budget=()
 if [ -f "$thresholds" ]; then budget=(Thresholds="$thresholds" Budget:Mode=fixed Budget:Target=0.7); fi
 dotnet build src/EdgeHost -c Release -nologo -clp:ErrorsOnly >/dev/null
+# As deploy/systemd/edgevit.service runs it (a fixed glibc mmap threshold keeps decoder buffers from fragmenting arenas).
+export MALLOC_MMAP_THRESHOLD_=${MALLOC_MMAP_THRESHOLD_:-131072}
 
 dotnet src/EdgeHost/bin/Release/net10.0/edgevit.dll run Model="$model" Synsets="$shared/data/imagenet-sample/synsets.txt" \
   "${budget[@]}" Threads=1 Source:Kind=folder Source:Folder="$shared/data/imagenet-sample/images" \

@@ -100,26 +100,25 @@ public sealed class LatestFrameQueueTests
         }
 
         Round(1000);   // warm up (JIT, dictionary growth)
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        Round(10_000);
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        long allocated = EdgeViT.Tests.Support.SteadyAllocation.Bytes(() => Round(10_000));
         Assert.True(allocated == 0, $"{allocated} bytes allocated for 10000 publishes");
 
         // A take that completes at once (frame waiting) with a cancellable token allocates nothing either.
         if (queue.TryTake(out var left)) queue.Release(left!);
-        before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 1000; i++)
+        allocated = EdgeViT.Tests.Support.SteadyAllocation.Bytes(() =>
         {
-            Frame f;
-            lock (pool.Releases) f = pool.Free.Pop();
-            queue.Publish(f);
-            var vt = queue.TakeAsync(cts.Token);
-            Assert.True(vt.IsCompletedSuccessfully);
+            for (int i = 0; i < 1000; i++)
+            {
+                Frame f;
+                lock (pool.Releases) f = pool.Free.Pop();
+                queue.Publish(f);
+                var vt = queue.TakeAsync(cts.Token);
+                Assert.True(vt.IsCompletedSuccessfully);
 #pragma warning disable xUnit1031 // completed synchronously (asserted above): reading it does not block
-            queue.Release(vt.Result!);
+                queue.Release(vt.Result!);
 #pragma warning restore xUnit1031
-        }
-        allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+            }
+        });
         Assert.True(allocated == 0, $"{allocated} bytes allocated for 1000 publish+take");
         await Task.CompletedTask;
     }

@@ -57,14 +57,11 @@ public sealed unsafe class TokenSqueezing : ITokenReducer
     public string Name { get; }
     public ReductionNeeds Needs => ReductionNeeds.None;
 
-    /// <summary>Non-CLS tokens kept at a pruning block that receives n tokens (CLS included), EViT's rounding.</summary>
-    public int KeptOthers(int n) => Math.Min(n - 1, (int)Math.Ceiling(_keepRate * (n - 1) - 1e-9));
-
     public int Reduce(int block, TokenReductionContext context)
     {
         int n = context.Count, d = context.Dim;
         if (!_pruneAt[block]) return n;
-        int k = KeptOthers(n);
+        int k = TopKPruning.KeptOthers(_keepRate, n);
         if (k >= n - 1) return n;
         new ReadOnlySpan<float>(context.ClassScore, n).CopyTo(_scores);
         Selection.MarkTopK(_scores, 1, n, k, _keep, _selectScratch);

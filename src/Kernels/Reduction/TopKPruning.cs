@@ -43,16 +43,17 @@ public sealed unsafe class TopKPruning : ITokenReducer
     public bool Fuse { get; }
     public ReductionNeeds Needs => ReductionNeeds.None;
 
-    /// <summary>Tokens after a pruning block that received n tokens (CLS included), as EViT computes it.</summary>
-    public int TokensAfter(int n) => 1 + (int)Math.Ceiling(_keepRate * (n - 1) - 1e-9) + (Fuse && KeptOthers(n) < n - 1 ? 1 : 0);
-
-    private int KeptOthers(int n) => Math.Min(n - 1, (int)Math.Ceiling(_keepRate * (n - 1) - 1e-9));
+    /// <summary>
+    /// EViT's rounding, shared by every keep-rate method (top-k, EViT, TPS, Zero-TPrune): the non-CLS tokens kept at
+    /// a pruning block that receives n tokens (CLS included), ceil(keepRate x (n - 1)).
+    /// </summary>
+    public static int KeptOthers(double keepRate, int n) => Math.Min(n - 1, (int)Math.Ceiling(keepRate * (n - 1) - 1e-9));
 
     public int Reduce(int block, TokenReductionContext context)
     {
         int n = context.Count, d = context.Dim;
         if (!_pruneAt[block]) return n;
-        int k = KeptOthers(n);
+        int k = KeptOthers(_keepRate, n);
         if (k >= n - 1) return n;
         var scores = new ReadOnlySpan<float>(context.ClassScore, n);
         scores.CopyTo(_scores);

@@ -67,14 +67,11 @@ public sealed unsafe class ZeroTPrune : ITokenReducer
     /// <summary>Tokens the I-stage dropped outright at the last pruning block (only when more than half go).</summary>
     public int LastImportanceDropped { get; private set; }
 
-    /// <summary>Patch tokens kept at a pruning block that received n tokens (CLS included).</summary>
-    public int KeptOthers(int n) => Math.Min(n - 1, (int)Math.Ceiling(_keepRate * (n - 1) - 1e-9));
-
     public int Reduce(int block, TokenReductionContext context)
     {
         int n = context.Count;
         if (!_pruneAt[block]) return n;
-        int others = n - 1, prune = others - KeptOthers(n);
+        int others = n - 1, prune = others - TopKPruning.KeptOthers(_keepRate, n);
         if (prune <= 0) return n;
         ComputeImportance(context, n);
 

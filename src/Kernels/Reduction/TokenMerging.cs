@@ -24,7 +24,7 @@ public sealed unsafe class TokenMerging : ITokenReducer
     private readonly int[] _r;
     private readonly float[] _metric;      // [Tokens x HeadDim] unit-norm head-averaged keys
     private readonly float[] _bestSim;     // per A index: similarity of its best B (-inf: may not merge)
-    private readonly int[] _bestB;         // per A index: its best B index
+    private readonly int[] _bestDst;       // per A index: the row of its best B
     private readonly bool[] _merged;       // per A index: merged away this block
     private readonly float[] _selectScratch;
     private readonly float[] _bRows;       // B rows while A is compacted, [ceil(Tokens / 2) x Dim]
@@ -51,7 +51,7 @@ public sealed unsafe class TokenMerging : ITokenReducer
         int n = config.Tokens, half = (n + 1) / 2;
         _metric = new float[n * config.HeadDim];
         _bestSim = new float[half];
-        _bestB = new int[half];
+        _bestDst = new int[half];
         _merged = new bool[half];
         _selectScratch = new float[half];
         _bRows = new float[half * config.EmbedDim];
@@ -75,30 +75,13 @@ public sealed unsafe class TokenMerging : ITokenReducer
         if (r <= 0) return n;
         int nA = (n + 1) / 2, nB = n / 2;
 
-        ComputeMetric(context, n);
-
         // Each A token's best B match (first maximum on ties). CLS (A 0) may not merge; the distillation token
         // (B 0 when present) may not be merged into.
         int firstB = prefix == 2 ? 1 : 0;
         fixed (float* m = _metric)
         {
-            _bestSim[0] = float.NegativeInfinity;
-            _bestB[0] = 0;
-            for (int a = 1; a < nA; a++)
-            {
-                float* ma = m + (long)(2 * a) * hd;
-                float best = float.NegativeInfinity;
-                int bestB = firstB;
-                for (int b = firstB; b < nB; b++)
-                {
-                    float* mb = m + (long)(2 * b + 1) * hd;
-                    float s = 0;
-                    for (int i = 0; i < hd; i++) s += ma[i] * mb[i];
-                    if (s > best) { best = s; bestB = b; }
-                }
-                _bestSim[a] = best;
-                _bestB[a] = bestB;
-            }
+            BipartiteMatching.HeadMeanUnitKeys(context, 0, n, m);
+            BipartiteMatching.BestDestinations(m, hd, n, prefix, _bestSim, _bestDst);
         }
         // The r most similar edges (ties: the earlier A token), A 0 excluded.
         Selection.MarkTopK(_bestSim, 1, nA, r, _merged, _selectScratch);
@@ -119,7 +102,7 @@ public sealed unsafe class TokenMerging : ITokenReducer
             for (int a = 1; a < nA; a++)
             {
                 if (!_merged[a]) continue;
-                int b = _bestB[a];
+                int b = (_bestDst[a] - 1) / 2; // destination row 2b + 1
                 float* dst = rows + (long)b * d;
                 if (!_bTouched[b])
                 {
@@ -170,30 +153,6 @@ public sealed unsafe class TokenMerging : ITokenReducer
             if (w != n - r) throw new InvalidOperationException($"ToMe bookkeeping: {w} tokens after merging {r} of {n}");
             return w;
         }
-    }
-
-    /// <summary>Unit-norm mean over heads of each token's key (the official metric: k.mean over heads).</summary>
-    private void ComputeMetric(TokenReductionContext context, int n)
-    {
-        int d = context.Dim, hd = context.HeadDim, heads = context.Heads;
-        float invHeads = 1f / heads;
-        fixed (float* m = _metric)
-            for (int t = 0; t < n; t++)
-            {
-                float* dst = m + (long)t * hd;
-                float* k = context.Qkv + (long)t * 3 * d + d;
-                for (int i = 0; i < hd; i++) dst[i] = k[i];
-                for (int h = 1; h < heads; h++)
-                {
-                    float* kh = k + h * hd;
-                    for (int i = 0; i < hd; i++) dst[i] += kh[i];
-                }
-                double norm = 0;
-                for (int i = 0; i < hd; i++) { dst[i] *= invHeads; norm += (double)dst[i] * dst[i]; }
-                // A zero key has no direction: similarity 0 with everything (the official code would give NaN).
-                float inv = norm > 0 ? (float)(1 / Math.Sqrt(norm)) : 0f;
-                for (int i = 0; i < hd; i++) dst[i] *= inv;
-            }
     }
 }
 

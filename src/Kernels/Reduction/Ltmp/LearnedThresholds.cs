@@ -82,45 +82,17 @@ public sealed unsafe class LearnedThresholds : ITokenReducer
         for (int k = 0; k < prefix; k++) _importance[k] = float.PositiveInfinity;
         overhead += (long)heads * n * n;
 
-        // Similarity metric: head-averaged key, L2-normalised.
-        for (int t = prefix; t < n; t++)
-        {
-            float* m = Metric(t);
-            float* krow = ctx.Qkv + (long)t * 3 * d + d;
-            double norm = 0;
-            for (int j = 0; j < hd; j++)
-            {
-                float s = 0;
-                for (int h = 0; h < heads; h++) s += krow[h * hd + j];
-                m[j] = s / heads;
-                norm += (double)m[j] * m[j];
-            }
-            float r = norm > 0 ? (float)(1 / Math.Sqrt(norm)) : 0f;
-            for (int j = 0; j < hd; j++) m[j] *= r;
-        }
+        // Similarity and matching as ToMe's: head-averaged unit keys; sources at even rows, destinations at odd rows
+        // (prefix rows take no part); each source merges into its best destination if above the merge threshold.
+        BipartiteMatching.HeadMeanUnitKeys(ctx, prefix, n, _metricPtr);
         overhead += (long)(n - prefix) * d;
-
-        // Bipartite matching: sources at even rows, destinations at odd rows (prefix rows take no part).
-        int firstSrc = prefix + (prefix & 1), firstDst = prefix + 1 - (prefix & 1);
-        int dstCount = firstDst < n ? (n - firstDst + 1) / 2 : 0;
+        overhead += BipartiteMatching.BestDestinations(_metricPtr, hd, n, prefix, _bestSim, _bestDst);
+        int firstSrc = 2, firstDst = BipartiteMatching.FirstDestination(prefix);
         float tauMerge = _merge[block];
         for (int s = firstSrc; s < n; s += 2)
         {
-            int best = -1;
-            float bestSim = float.NegativeInfinity;
-            float* ms = Metric(s);
-            for (int t = firstDst; t < n; t += 2)
-            {
-                float* mt = Metric(t);
-                float dot = 0;
-                for (int j = 0; j < hd; j++) dot += ms[j] * mt[j];
-                if (dot > bestSim) { bestSim = dot; best = t; }
-            }
-            overhead += (long)dstCount * hd;
-            _bestSim[s] = bestSim;
-            _bestDst[s] = best;
-            bool merge = best >= 0 && bestSim > tauMerge;
-            _mergedInto[s] = merge ? best : -1;
+            int best = _bestDst[s / 2];
+            _mergedInto[s] = best >= 0 && _bestSim[s / 2] > tauMerge ? best : -1;
         }
 
         // Lay out [prefix | unmerged sources | destinations] in the staging rows.
@@ -142,7 +114,7 @@ public sealed unsafe class LearnedThresholds : ITokenReducer
             _sizes[o] += size;
             if (_importance[s] > _scores[o]) _scores[o] = _importance[s];
             overhead += d;
-            Trace?.Merged(ctx.TokenIds[s], _bestSim[s]);
+            Trace?.Merged(ctx.TokenIds[s], _bestSim[s / 2]);
         }
         for (int t = firstDst; t < n; t += 2)
         {
@@ -169,8 +141,6 @@ public sealed unsafe class LearnedThresholds : ITokenReducer
         ctx.OverheadMultiplyAdds += overhead;
         return kept;
     }
-
-    private float* Metric(int t) => _metricPtr + (long)t * _c.HeadDim;
 
     /// <summary>Training: the thresholds change after every step (same arrays, no allocation).</summary>
     internal void SetThresholds(ReadOnlySpan<double> merge, ReadOnlySpan<double> prune)

@@ -253,26 +253,11 @@ public sealed unsafe partial class VitEngine
                 Elementwise.LayerNorm(Simd, x + (long)r * d, y + (long)r * d, d, g, b, Config.LayerNormEps);
     }
 
-    /// <summary>
-    /// Keeps prefix tokens and every token whose head-averaged class attention exceeds the threshold,
-    /// moving survivors up in order (in place: the write index never passes the read index).
-    /// </summary>
+    /// <summary>RCTP's threshold rule on the n tokens in flight (the same compaction a reducer uses).</summary>
     private int PruneTokens(int n, float threshold)
     {
-        var c = Config;
-        int d = c.EmbedDim, kept = c.PrefixTokens;
-        float* score = _ws.ClassScore;
-        for (int t = c.PrefixTokens; t < n; t++)
-        {
-            if (!(score[t] > threshold)) continue;
-            if (kept != t)
-            {
-                new ReadOnlySpan<float>(_ws.X + (long)t * d, d).CopyTo(new Span<float>(_ws.X + (long)kept * d, d));
-                _ws.TokenIds[kept] = _ws.TokenIds[t];
-            }
-            kept++;
-        }
-        return kept;
+        _reduction.Count = n;
+        return _reduction.KeepAbove(threshold);
     }
 
     public void Dispose()

@@ -8,24 +8,21 @@ namespace EdgeViT.Kernels.Reduction;
 public sealed class ThresholdPruning : ITokenReducer
 {
     private readonly float[] _thresholds;
-    private readonly bool[] _keep;
 
     public ThresholdPruning(EdgeViT.Kernels.Model.VitConfig config, ReadOnlySpan<float> thresholds, string? name = null)
     {
         if (thresholds.Length != config.Depth) throw new ArgumentException($"{thresholds.Length} thresholds for {config.Depth} blocks");
         _thresholds = thresholds.ToArray();
-        _keep = new bool[config.Tokens];
         Name = name ?? "rctp";
     }
 
     public string Name { get; }
     public ReductionNeeds Needs => ReductionNeeds.None;
 
-    public unsafe int Reduce(int block, TokenReductionContext context)
+    public int Reduce(int block, TokenReductionContext context)
     {
         float tau = _thresholds[block];
         if (float.IsNaN(tau) || float.IsNegativeInfinity(tau)) return context.Count;
-        for (int t = 0; t < context.Count; t++) _keep[t] = context.ClassScore[t] > tau;
-        return context.Compact(_keep);
+        return context.KeepAbove(tau);
     }
 }

@@ -64,18 +64,30 @@ public sealed unsafe class TokenReductionContext
     /// </summary>
     public int Compact(ReadOnlySpan<bool> keep)
     {
-        int d = Dim, kept = PrefixTokens;
+        int kept = PrefixTokens;
         for (int t = PrefixTokens; t < Count; t++)
-        {
-            if (!keep[t]) continue;
-            if (kept != t)
-            {
-                new ReadOnlySpan<float>(X + (long)t * d, d).CopyTo(new Span<float>(X + (long)kept * d, d));
-                TokenIds[kept] = TokenIds[t];
-                Sizes[kept] = Sizes[t];
-            }
-            kept++;
-        }
+            if (keep[t]) MoveUp(t, kept++);
         return kept;
+    }
+
+    /// <summary>
+    /// RCTP's rule: keeps the prefix and every token whose head-averaged class attention is above
+    /// <paramref name="threshold"/> (a NaN score is not), compacted in order like <see cref="Compact"/>.
+    /// </summary>
+    public int KeepAbove(float threshold)
+    {
+        int kept = PrefixTokens;
+        for (int t = PrefixTokens; t < Count; t++)
+            if (ClassScore[t] > threshold) MoveUp(t, kept++);
+        return kept;
+    }
+
+    private void MoveUp(int from, int to)
+    {
+        if (from == to) return;
+        int d = Dim;
+        new ReadOnlySpan<float>(X + (long)from * d, d).CopyTo(new Span<float>(X + (long)to * d, d));
+        TokenIds[to] = TokenIds[from];
+        Sizes[to] = Sizes[from];
     }
 }

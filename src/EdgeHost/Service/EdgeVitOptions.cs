@@ -159,7 +159,7 @@ public sealed class ResultsOptions
     /// <summary>Verdict file for Sink=file; rotated to Path.1, Path.2... when it reaches MaxBytes.</summary>
     public string? Path { get; set; }
 
-    [LongRange(1024, long.MaxValue)] public long MaxBytes { get; set; } = 10 * 1024 * 1024;
+    [IntRange(1024, long.MaxValue)] public long MaxBytes { get; set; } = 10 * 1024 * 1024;
 
     /// <summary>Rotated files kept besides the current one.</summary>
     [IntRange(0, 1000)] public int MaxFiles { get; set; } = 5;
@@ -172,7 +172,7 @@ public sealed class HttpOptions
     public string Urls { get; set; } = "http://127.0.0.1:8080";
 
     /// <summary>Largest accepted request body (POST /v1/classify, PUT /v1/budget); larger -> 413.</summary>
-    [LongRange(1024, 1L << 31)] public long MaxBodyBytes { get; set; } = 8 * 1024 * 1024;
+    [IntRange(1024, 1L << 31)] public long MaxBodyBytes { get; set; } = 8 * 1024 * 1024;
 }
 
 public sealed class TelemetryOptions

@@ -20,6 +20,7 @@ public sealed class OneOfAttribute(params string[] allowed) : ValidationAttribut
     }
 }
 
+/// <summary>A whole-number range, for int and long options alike.</summary>
 [AttributeUsage(AttributeTargets.Property)]
 public sealed class IntRangeAttribute(long min, long max) : ValidationAttribute
 {
@@ -30,18 +31,6 @@ public sealed class IntRangeAttribute(long min, long max) : ValidationAttribute
         if (v >= min && v <= max) return ValidationResult.Success;
         string rule = v < min ? (min == 1 ? "must be > 0" : $"must be >= {min}") : $"must be <= {max}";
         return new ValidationResult($"{rule} (got {v})", [context.MemberName!]);
-    }
-}
-
-[AttributeUsage(AttributeTargets.Property)]
-public sealed class LongRangeAttribute(long min, long max) : ValidationAttribute
-{
-    protected override ValidationResult? IsValid(object? value, ValidationContext context)
-    {
-        if (value is null) return ValidationResult.Success;
-        long v = Convert.ToInt64(value, CultureInfo.InvariantCulture);
-        if (v >= min && v <= max) return ValidationResult.Success;
-        return new ValidationResult($"{(v < min ? $"must be >= {min}" : $"must be <= {max}")} (got {v})", [context.MemberName!]);
     }
 }
 

@@ -1,7 +1,4 @@
-using EdgeViT.Host.Evaluation;
-using EdgeViT.Imaging;
 using EdgeViT.Kernels.Engine;
-using EdgeViT.Kernels.Imaging;
 using EdgeViT.Kernels.Model;
 using EdgeViT.Kernels.Reduction;
 using Xunit;
@@ -213,43 +210,12 @@ public unsafe class TokenMergingTests(ITestOutputHelper output)
         if (chosen > 0) Assert.True(Math.Abs(at - 0.7) <= Math.Abs(Measure(new TokenMerging(Small, chosen - 1)) - 0.7));
     }
 
-    /// <summary>
-    /// Dense against a reducer on the first <paramref name="images"/> shared photos with the real DeiT-Tiny: how many
-    /// top-1 predictions agree, and the mean multiply-adds of each. A sanity check of the implementation, not an
-    /// accuracy measurement (20 images cannot resolve the papers' fractions of a point).
-    /// </summary>
-    internal static (int Agree, int Images, double DenseMacs, double ReducedMacs, int MacsNotLower) CompareWithDense(
-        Func<VitConfig, ITokenReducer> create, int images = 20)
-    {
-        var weights = ModelLoader.Load(SharedAssets.ModelSafetensors);
-        using var engine = new VitEngine(weights, new EngineOptions(Threads: 1));
-        var reducer = create(weights.Config);
-        var preprocessor = new ImagePreprocessor();
-        var chw = new float[preprocessor.OutputLength];
-        var dense = new float[weights.Config.Classes];
-        var reduced = new float[weights.Config.Classes];
-        int agree = 0, notLower = 0;
-        double denseMacs = 0, reducedMacs = 0;
-        var paths = SharedAssets.Images().Take(images).ToArray();
-        foreach (var path in paths)
-        {
-            var image = ImageDecoder.Decode(path);
-            preprocessor.Process(image.Pixels, image.Width, image.Height, image.Stride, chw);
-            long a = engine.Infer(chw, dense).MultiplyAdds;
-            long b = engine.Infer(chw, reduced, reducer).MultiplyAdds;
-            denseMacs += a; reducedMacs += b;
-            if (b >= a) notLower++;
-            if (Ranking.ArgMax(dense) == Ranking.ArgMax(reduced)) agree++;
-        }
-        return (agree, paths.Length, denseMacs / paths.Length, reducedMacs / paths.Length, notLower);
-    }
-
     [Fact]
     public void OnTheSharedDeitTinyToMeR8AgreesWithDenseOnMostImagesForFewerFlops()
     {
         // Off the shelf, ToMe r=8 costs DeiT-Ti well under a point of top-1 in the paper, so nearly every
         // prediction should survive; a broken merge (wrong rows, sizes or order) agrees on few. The bar is 80 %.
-        var (agree, images, denseMacs, reducedMacs, notLower) = CompareWithDense(c => new TokenMerging(c, 8));
+        var (agree, images, denseMacs, reducedMacs, notLower) = SharedDeit.Compare(c => new TokenMerging(c, 8));
         output.WriteLine($"tome(r=8): top-1 agreement {agree}/{images}, GMACs {denseMacs / 1e9:0.000} dense -> {reducedMacs / 1e9:0.000} ({reducedMacs / denseMacs:P1})");
         Assert.Equal(0, notLower);
         // 197 tokens losing 8 per block: about 74 % of dense by the engine's count (attention on the tokens

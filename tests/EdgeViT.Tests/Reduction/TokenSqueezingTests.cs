@@ -98,7 +98,7 @@ public class TokenSqueezingTests(ITestOutputHelper output)
     {
         // EViT-style pruning at keep 0.7 without fine-tuning costs DeiT-Ti a few points of top-1; squeezing keeps
         // some of what was pruned. Most predictions should survive; a broken squeeze agrees on few. Bar: 80 %.
-        var (agree, images, denseMacs, reducedMacs, notLower) = TokenMergingTests.CompareWithDense(c => new TokenSqueezing(c, 0.7));
+        var (agree, images, denseMacs, reducedMacs, notLower) = SharedDeit.Compare(c => new TokenSqueezing(c, 0.7));
         output.WriteLine($"tps(keep=0.7): top-1 agreement {agree}/{images}, GMACs {denseMacs / 1e9:0.000} dense -> {reducedMacs / 1e9:0.000} ({reducedMacs / denseMacs:P1})");
         Assert.Equal(0, notLower);
         // 196 patches -> 138 -> 97 -> 68 at blocks 4, 7, 10: about 64 % of dense.

@@ -71,9 +71,7 @@ public sealed unsafe partial class VitEngine
     public ForwardStats Infer(ReadOnlySpan<float> imageChw, Span<float> logits, ReadOnlySpan<float> thresholds)
     {
         var c = Config;
-        int expected = c.InChannels * c.ImageSize * c.ImageSize;
-        if (imageChw.Length != expected) throw new ArgumentException($"input has {imageChw.Length} values, expected {c.InChannels}x{c.ImageSize}x{c.ImageSize}");
-        if (logits.Length < c.Classes) throw new ArgumentException($"logits span holds {logits.Length}, expected {c.Classes}");
+        CheckShapes(imageChw, logits);
         if (!thresholds.IsEmpty && thresholds.Length != c.Depth) throw new ArgumentException($"{thresholds.Length} thresholds for {c.Depth} blocks");
 
         var stats = LastStats;
@@ -102,9 +100,7 @@ public sealed unsafe partial class VitEngine
     {
         ArgumentNullException.ThrowIfNull(reducer);
         var c = Config;
-        int expected = c.InChannels * c.ImageSize * c.ImageSize;
-        if (imageChw.Length != expected) throw new ArgumentException($"input has {imageChw.Length} values, expected {c.InChannels}x{c.ImageSize}x{c.ImageSize}");
-        if (logits.Length < c.Classes) throw new ArgumentException($"logits span holds {logits.Length}, expected {c.Classes}");
+        CheckShapes(imageChw, logits);
 
         var needs = reducer.Needs;
         bool proportional = (needs & ReductionNeeds.ProportionalAttention) != 0;
@@ -138,6 +134,14 @@ public sealed unsafe partial class VitEngine
         }
         stats.ReductionMultiplyAdds = _reduction.OverheadMultiplyAdds;
         return stats;
+    }
+
+    private void CheckShapes(ReadOnlySpan<float> imageChw, Span<float> logits)
+    {
+        var c = Config;
+        int expected = c.InChannels * c.ImageSize * c.ImageSize;
+        if (imageChw.Length != expected) throw new ArgumentException($"input has {imageChw.Length} values, expected {c.InChannels}x{c.ImageSize}x{c.ImageSize}");
+        if (logits.Length < c.Classes) throw new ArgumentException($"logits span holds {logits.Length}, expected {c.Classes}");
     }
 
     // ---- stages: Infer is BeginImage, (AttentionStage, MlpStage) per block, FinishImage. The RCTP threshold

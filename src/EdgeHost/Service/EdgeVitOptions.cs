@@ -37,6 +37,7 @@ public sealed class EdgeVitOptions
     public ResultsOptions Results { get; set; } = new();
     public HttpOptions Http { get; set; } = new();
     public TelemetryOptions Telemetry { get; set; } = new();
+    public MqttOptions Mqtt { get; set; } = new();
 
     /// <summary>Set when a value could not be converted (e.g. "abc" for a number): reported like a validation failure.</summary>
     [System.Text.Json.Serialization.JsonIgnore]

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using EdgeViT.Capture;
 using EdgeViT.Imaging;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Hosting.Systemd;
 using Microsoft.Extensions.Logging;
@@ -52,6 +53,8 @@ public sealed class FramePipeline : BackgroundService, IHostedLifecycleService
     private string _lastSourceJson = "";
     private SystemdWatchdog? _watchdog;
     private volatile bool _sessionStarted;
+    private readonly IVerdictListener[] _verdictListeners;
+    private readonly IFrameListener[] _frameListeners;
 
     public FramePipeline(ServiceRuntime runtime, IOptionsMonitor<EdgeVitOptions> monitor, ILoggerFactory loggers, IServiceProvider services,
         IHostApplicationLifetime lifetime)
@@ -63,6 +66,8 @@ public sealed class FramePipeline : BackgroundService, IHostedLifecycleService
         _lifetime = lifetime;
         _notifier = services.GetService(typeof(ISystemdNotifier)) as ISystemdNotifier;
         _sourceOptions = runtime.Options.Source;
+        _verdictListeners = [.. services.GetServices<IVerdictListener>()];
+        _frameListeners = [.. services.GetServices<IFrameListener>()];
         runtime.Pipeline = this;
     }
 
@@ -246,6 +251,7 @@ public sealed class FramePipeline : BackgroundService, IHostedLifecycleService
         {
             classifier.Classify(frame, sourceName, verdict);
             ok = true;
+            foreach (var l in _frameListeners) l.OnFrame(frame, verdict); // before the buffer goes back to the pool
         }
         catch (ImageDecodeException ex)
         {
@@ -277,7 +283,12 @@ public sealed class FramePipeline : BackgroundService, IHostedLifecycleService
     /// <summary>Writes a verdict line (frame loop and HTTP); a failing sink is counted, not fatal.</summary>
     internal void Emit(Verdict verdict, VerdictWriter writer)
     {
-        try { _rt.Sink!.WriteLine(writer.Write(verdict).Span); }
+        try
+        {
+            var json = writer.Write(verdict).Span;
+            _rt.Sink!.WriteLine(json);
+            foreach (var l in _verdictListeners) l.OnVerdict(verdict, json);
+        }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ObjectDisposedException)
         {
             _rt.Status.OnError();

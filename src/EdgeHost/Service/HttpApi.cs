@@ -54,6 +54,7 @@ public static class HttpApi
             w.WriteBoolean("source_open", s.SourceOpen || s.SourceNotNeeded);
             if (s.SourceEnded) w.WriteBoolean("source_ended", true);
             if (s.SourceError is { } e && !s.SourceOpen) w.WriteString("source_error", e);
+            foreach (var part in ctx.RequestServices.GetServices<IStatusContributor>()) part.WriteReadiness(w);
         });
     }
 
@@ -100,6 +101,7 @@ public static class HttpApi
                 w.WriteEndObject();
             }
             if (rt.Pipeline?.Watchdog is { Enabled: true } wd) w.WriteNumber("watchdog_pings", wd.Pings);
+            foreach (var part in ctx.RequestServices.GetServices<IStatusContributor>()) part.WriteStatus(w);
             // Memory, for soak checks (bench/service-soak.sh) and for spotting a leak on a board.
             using var self = System.Diagnostics.Process.GetCurrentProcess();
             var gc = GC.GetGCMemoryInfo();

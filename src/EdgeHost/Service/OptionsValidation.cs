@@ -90,6 +90,7 @@ public sealed class EdgeVitOptionsValidator : IValidateOptions<EdgeVitOptions>
         foreach (var url in o.Http.Urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
             if (!Uri.TryCreate(url.Replace("://*", "://localhost").Replace("://+", "://localhost"), UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https"))
                 failures.Add($"Http:Urls has an invalid URL (got '{url}')");
+        failures.AddRange(o.Mqtt.Check());
         return failures;
     }
 

@@ -95,6 +95,7 @@ public static class ServiceHost
         services.AddSingleton<ServiceRuntime>();
         Telemetry.Add(services, config, early.Telemetry); // before the pipeline: its flush runs after the pipeline stopped
         services.AddHostedService<FramePipeline>();
+        Integrations.Add(services); // MQTT, live view: verdict and frame listeners
         settings.ConfigureServices?.Invoke(services);
 
         var app = builder.Build();

@@ -156,6 +156,40 @@ public sealed class Classifier : IDisposable
             try { _preprocessor.Process(pixels.AsSpan(0, stride * (height - 1) + width * 3), width, height, stride, _chw); }
             catch (ArgumentException ex) { throw new ImageDecodeException($"{v.Origin}: cannot preprocess a {width}x{height} image: {ex.Message}"); }
         }
+        Infer(t0, t1, width, height, v);
+    }
+
+    /// <summary>Values per input tensor: channels x size x size (the preprocessed, normalised image).</summary>
+    public int TensorLength => _chw.Length;
+
+    /// <summary>
+    /// Classifies an already preprocessed CHW tensor (Open Inference Protocol FP32 input); the caller checked its
+    /// length against <see cref="TensorLength"/>.
+    /// </summary>
+    public void ClassifyTensor(ReadOnlySpan<float> chw, string what, string sourceName, long sequence, Verdict v)
+    {
+        if (chw.Length != _chw.Length) throw new ArgumentException($"tensor has {chw.Length} values, the model takes {_chw.Length}");
+        v.Source = sourceName;
+        v.Origin = what;
+        v.Sequence = sequence;
+        v.CaptureMs = double.NaN;
+        long t0 = Stopwatch.GetTimestamp();
+        Interlocked.Exchange(ref _inFlightSince, t0);
+        try
+        {
+            chw.CopyTo(_chw);
+            Infer(t0, t0, Model.Config.ImageSize, Model.Config.ImageSize, v);
+        }
+        finally { Interlocked.Exchange(ref _inFlightSince, 0); }
+        v.TotalMs = v.ProcessingMs;
+        _metrics.Stage(4, v.TotalMs);
+    }
+
+    /// <summary>The logits of the last classification (read under <see cref="Gate"/>, before the next one).</summary>
+    public ReadOnlySpan<float> LastLogits => _logits;
+
+    private void Infer(long t0, long t1, int width, int height, Verdict v)
+    {
         long t2 = Stopwatch.GetTimestamp();
         var set = _budget.Current; // read once: a swap lands between frames
         ForwardStats stats;

@@ -100,6 +100,7 @@ public static class ServiceHost
 
         var app = builder.Build();
         HttpApi.Map(app);
+        OpenInferenceApi.Map(app);
         return app;
     }
 

@@ -188,6 +188,9 @@ public sealed class Classifier : IDisposable
     /// <summary>The logits of the last classification (read under <see cref="Gate"/>, before the next one).</summary>
     public ReadOnlySpan<float> LastLogits => _logits;
 
+    /// <summary>Token statistics of the last pass (kept token ids per block); read under <see cref="Gate"/>.</summary>
+    public EdgeViT.Kernels.Engine.ForwardStats LastStats => _engine.LastStats;
+
     private void Infer(long t0, long t1, int width, int height, Verdict v)
     {
         long t2 = Stopwatch.GetTimestamp();

@@ -38,6 +38,7 @@ public sealed class EdgeVitOptions
     public HttpOptions Http { get; set; } = new();
     public TelemetryOptions Telemetry { get; set; } = new();
     public MqttOptions Mqtt { get; set; } = new();
+    public LiveOptions LiveView { get; set; } = new();
 
     /// <summary>Set when a value could not be converted (e.g. "abc" for a number): reported like a validation failure.</summary>
     [System.Text.Json.Serialization.JsonIgnore]

@@ -16,5 +16,8 @@ public static class Integrations
         services.AddHostedService(sp => sp.GetRequiredService<MqttBridge>());
         services.AddSingleton<IVerdictListener>(sp => sp.GetRequiredService<MqttBridge>());
         services.AddSingleton<IStatusContributor>(sp => sp.GetRequiredService<MqttBridge>());
+        services.AddSingleton<LiveView>();
+        services.AddSingleton<IFrameListener>(sp => sp.GetRequiredService<LiveView>());
+        services.AddSingleton<IVerdictListener>(sp => sp.GetRequiredService<LiveView>());
     }
 }

@@ -101,6 +101,7 @@ public static class ServiceHost
         var app = builder.Build();
         HttpApi.Map(app);
         OpenInferenceApi.Map(app);
+        LiveApi.Map(app);
         return app;
     }
 

@@ -47,10 +47,10 @@ public sealed class EdgeVitOptions
 
 public sealed class SourceOptions
 {
-    public static readonly string[] Kinds = ["v4l2", "ffmpeg", "folder", "synthetic", "none"];
+    public static readonly string[] Kinds = ["v4l2", "libcamera", "ffmpeg", "folder", "synthetic", "none"];
 
-    /// <summary>v4l2 (camera), ffmpeg (stream or file), folder (images replayed), synthetic (test pattern), none (HTTP only).</summary>
-    [OneOf("v4l2", "ffmpeg", "folder", "synthetic", "none")]
+    /// <summary>v4l2 (camera), libcamera (Pi CSI camera via rpicam-vid), ffmpeg (stream or file), folder (images replayed), synthetic (test pattern), none (HTTP only).</summary>
+    [OneOf("v4l2", "libcamera", "ffmpeg", "folder", "synthetic", "none")]
     public string Kind { get; set; } = "synthetic";
 
     /// <summary>V4L2 device, e.g. /dev/video0.</summary>
@@ -73,6 +73,19 @@ public sealed class SourceOptions
 
     /// <summary>ffmpeg: read the input at its native rate (-re), for files replayed as if live.</summary>
     public bool Realtime { get; set; }
+
+    /// <summary>libcamera: camera index (rpicam-hello --list-cameras).</summary>
+    [IntRange(0, 16)] public int Camera { get; set; }
+
+    /// <summary>libcamera: 0 or 180 degrees.</summary>
+    [IntRange(0, 180)] public int Rotation { get; set; }
+
+    /// <summary>libcamera: mirror horizontally / vertically.</summary>
+    public bool Hflip { get; set; }
+    public bool Vflip { get; set; }
+
+    /// <summary>libcamera: mjpeg (decoded by the service) or yuv420 (raw frames).</summary>
+    [OneOf("mjpeg", "yuv420")] public string Codec { get; set; } = "mjpeg";
 
     /// <summary>Delay before reopening a source that failed.</summary>
     [IntRange(10, 600_000)] public int ReopenDelayMs { get; set; } = 1000;

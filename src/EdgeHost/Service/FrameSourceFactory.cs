@@ -39,6 +39,17 @@ public class FrameSourceFactory
         "synthetic" => new SyntheticFrameSource(new SyntheticOptions { Width = o.Width, Height = o.Height, Fps = Fps(o) }),
         "v4l2" => new V4l2FrameSource(new V4l2Options { Device = o.Device, Width = o.Width, Height = o.Height, Fps = Fps(o) },
             _loggers.CreateLogger<V4l2FrameSource>()),
+        "libcamera" => new LibcameraFrameSource(new LibcameraOptions
+        {
+            Camera = o.Camera,
+            Width = o.Width,
+            Height = o.Height,
+            Fps = o.Fps > 0 ? (int)Math.Round(o.Fps) : null,
+            Rotation = o.Rotation,
+            Hflip = o.Hflip,
+            Vflip = o.Vflip,
+            Codec = o.Codec.ToLowerInvariant(),
+        }, _loggers.CreateLogger<LibcameraFrameSource>()),
         "ffmpeg" => new FfmpegFrameSource(new FfmpegOptions
         {
             Input = o.Url!,

@@ -77,6 +77,10 @@ public sealed class EdgeVitOptionsValidator : IValidateOptions<EdgeVitOptions>
 
         if (string.Equals(o.Source.Kind, "folder", StringComparison.OrdinalIgnoreCase) && string.IsNullOrWhiteSpace(o.Source.Folder))
             failures.Add("Source:Folder is required when Source:Kind is folder");
+        if (o.Source.Rotation is not (0 or 180))
+            failures.Add($"Source:Rotation must be 0 or 180 (got {o.Source.Rotation})");
+        if (string.Equals(o.Source.Kind, "libcamera", StringComparison.OrdinalIgnoreCase) && (o.Source.Width <= 0 || o.Source.Height <= 0))
+            failures.Add($"Source:Width and Source:Height are required for Source:Kind libcamera (got {o.Source.Width}x{o.Source.Height})");
         if (string.Equals(o.Source.Kind, "ffmpeg", StringComparison.OrdinalIgnoreCase) && string.IsNullOrWhiteSpace(o.Source.Url))
             failures.Add("Source:Url is required when Source:Kind is ffmpeg");
         if (string.Equals(o.Source.Kind, "none", StringComparison.OrdinalIgnoreCase) && !string.Equals(o.Trigger.Mode, "http", StringComparison.OrdinalIgnoreCase))

@@ -29,7 +29,7 @@ public class ConfigurationTests
     [InlineData("Budget:Target=-0.5", "Budget:Target must be > 0 (got -0.5)")]
     [InlineData("Budget:Target=1.5", "Budget:Target must be <= 1 (got 1.5)")]
     [InlineData("Budget:Mode=sometimes", "Budget:Mode must be one of flops|latency|fixed (got 'sometimes')")]
-    [InlineData("Source:Kind=webcam", "Source:Kind must be one of v4l2|ffmpeg|folder|synthetic|none (got 'webcam')")]
+    [InlineData("Source:Kind=webcam", "Source:Kind must be one of v4l2|libcamera|ffmpeg|folder|synthetic|none (got 'webcam')")]
     [InlineData("Trigger:Mode=sometimes", "Trigger:Mode must be one of continuous|interval|gpio|http (got 'sometimes')")]
     [InlineData("Threads=0", "Threads must be > 0 (got 0)")]
     [InlineData("Budget:Target=abc", "Budget:Target must be a number (got 'abc')")]

@@ -11,11 +11,12 @@ namespace EdgeViT.Host;
 /// </summary>
 public static class Cli
 {
-    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+    /// <param name="runDefaults">Configuration locations for `run` (null: the real ones; tests pass hermetic ones).</param>
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr, Service.ServiceHostSettings? runDefaults = null)
     {
         try
         {
-            var root = BuildRootCommand(stdout);
+            var root = BuildRootCommand(stdout, runDefaults);
             var parse = root.Parse(args);
             // Help and version clear parse errors (so "predict --help" works without --model); anything else with
             // errors is a usage error, reported as one line instead of System.CommandLine's help dump.
@@ -42,7 +43,7 @@ public static class Cli
         }
     }
 
-    public static RootCommand BuildRootCommand(TextWriter stdout)
+    public static RootCommand BuildRootCommand(TextWriter stdout, Service.ServiceHostSettings? runDefaults = null)
     {
         var root = new RootCommand("EdgeViT: Vision Transformer (DeiT/ViT) inference for ARM edge boards.");
         root.Add(PredictCommand.Create(stdout));
@@ -51,7 +52,7 @@ public static class Cli
         root.Add(CalibrateCommand.Create(stdout));
         root.Add(CompareCommand.Create(stdout));
         root.Add(ExplainCommand.Create(stdout));
-        root.Add(Service.RunCommand.Create(stdout));
+        root.Add(Service.RunCommand.Create(stdout, runDefaults));
         return root;
     }
 }

@@ -2,7 +2,7 @@ using System.Globalization;
 
 namespace EdgeViT.Host.Service;
 
-public enum BudgetMode { Fixed, Flops, Latency }
+public enum BudgetMode { Flops, Latency, Fixed }
 
 /// <summary>What the controller holds, validated against a catalog by <see cref="BudgetController.Apply"/>.</summary>
 public sealed record BudgetSettings
@@ -20,17 +20,10 @@ public sealed record BudgetSettings
     public int MinDwellUpMs { get; init; } = 3000;
     public int FlopsWindow { get; init; } = 64;
 
-    public static BudgetMode ParseMode(string text) => text.ToLowerInvariant() switch
-    {
-        "fixed" => BudgetMode.Fixed,
-        "flops" => BudgetMode.Flops,
-        "latency" => BudgetMode.Latency,
-        _ => throw new ArgumentException($"mode must be one of flops|latency|fixed (got '{text}')"),
-    };
-
+    /// <summary>The controller's settings from the one settings model (validated there: enums, ranges).</summary>
     public static BudgetSettings From(BudgetOptions o) => new()
     {
-        Mode = ParseMode(o.Mode),
+        Mode = o.Mode,
         Target = o.Target,
         TargetGFlops = o.TargetGFlops,
         TargetP95Ms = o.TargetP95Ms,
@@ -40,6 +33,21 @@ public sealed record BudgetSettings
         MinDwellMs = o.MinDwellMs,
         MinDwellUpMs = o.MinDwellUpMs,
         FlopsWindow = o.FlopsWindow,
+    };
+
+    /// <summary>Back to the options model, so a change (PUT /v1/budget) is validated by the same rules as configuration.</summary>
+    public BudgetOptions ToOptions() => new()
+    {
+        Mode = Mode,
+        Target = Target,
+        TargetGFlops = TargetGFlops,
+        TargetP95Ms = TargetP95Ms,
+        Hysteresis = Hysteresis,
+        WindowMs = WindowMs,
+        MinSamples = MinSamples,
+        MinDwellMs = MinDwellMs,
+        MinDwellUpMs = MinDwellUpMs,
+        FlopsWindow = FlopsWindow,
     };
 
     public string ModeName => Mode.ToString().ToLowerInvariant();
@@ -167,7 +175,7 @@ public sealed class BudgetController
             if (!Enabled) return;
             var next = settings.Mode switch
             {
-                BudgetMode.Fixed => settings.TargetGFlops is double g ? Catalog.ForGFlops(g)! : Catalog.ForBudget(settings.Target)!,
+                BudgetMode.Fixed => Catalog.Select(settings.Target, settings.TargetGFlops)!,
                 BudgetMode.Flops => Catalog.ForGFlops(TargetGFlops(settings)) ?? Catalog.Cheapest,
                 // Latency: start from the cheapest set and climb once latencies show headroom.
                 _ => before == Catalog.Dense && Switches == 0 ? Catalog.Cheapest : before,

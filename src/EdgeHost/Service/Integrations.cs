@@ -1,12 +1,13 @@
+using EdgeViT.Host.Service.Inference;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 
 namespace EdgeViT.Host.Service;
 
 /// <summary>
-/// Registers what the service talks to beyond its own API: the MQTT bridge (a hosted service that listens to
-/// verdicts). Each is one singleton seen under every role it plays (hosted service, verdict/frame listener,
-/// status contributor).
+/// Registers what the service talks to beyond its own API: the MQTT bridge (a verdict sink with its own connection
+/// loop) and the live page's view (a frame listener and verdict sink). Each is one singleton seen under every role
+/// it plays; all are fed by the <see cref="InferenceWorker"/>, the one inference owner.
 /// </summary>
 public static class Integrations
 {
@@ -14,10 +15,10 @@ public static class Integrations
     {
         services.AddSingleton<MqttBridge>();
         services.AddHostedService(sp => sp.GetRequiredService<MqttBridge>());
-        services.AddSingleton<IVerdictListener>(sp => sp.GetRequiredService<MqttBridge>());
+        services.AddSingleton<IVerdictSink>(sp => sp.GetRequiredService<MqttBridge>());
         services.AddSingleton<IStatusContributor>(sp => sp.GetRequiredService<MqttBridge>());
         services.AddSingleton<LiveView>();
         services.AddSingleton<IFrameListener>(sp => sp.GetRequiredService<LiveView>());
-        services.AddSingleton<IVerdictListener>(sp => sp.GetRequiredService<LiveView>());
+        services.AddSingleton<IVerdictSink>(sp => sp.GetRequiredService<LiveView>());
     }
 }

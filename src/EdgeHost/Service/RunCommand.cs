@@ -15,7 +15,8 @@ namespace EdgeViT.Host.Service;
 /// </summary>
 public static class RunCommand
 {
-    public static Command Create(TextWriter stdout)
+    /// <param name="defaults">Where configuration comes from besides the arguments (tests: a hermetic environment and /etc).</param>
+    public static Command Create(TextWriter stdout, ServiceHostSettings? defaults = null)
     {
         var config = new Option<string?>("--config", "-c")
         {
@@ -27,7 +28,7 @@ public static class RunCommand
             config,
         };
         command.TreatUnmatchedTokensAsErrors = false; // configuration overrides: Budget:Target=0.7, --Trigger:Mode interval
-        command.SetAction(parse => Run(parse.InvocationConfiguration.Error, new ServiceHostSettings
+        command.SetAction(parse => Run(parse.InvocationConfiguration.Error, (defaults ?? new ServiceHostSettings()) with
         {
             ConfigFile = parse.GetValue(config),
             CommandLine = parse.UnmatchedTokens.ToArray(),
@@ -52,7 +53,7 @@ public static class RunCommand
                 return Report(stderr, ex);
             }
             await app.WaitForShutdownAsync(stop);
-            var status = app.Services.GetRequiredService<ServiceRuntime>().Status;
+            var status = app.Services.GetRequiredService<ServiceStatus>();
             if (status.FatalError is { } fatal)
             {
                 ErrorReporter.WriteLine(stderr, $"service stopped: {fatal}");
@@ -68,6 +69,9 @@ public static class RunCommand
         ex = Unwrap(ex);
         switch (ex)
         {
+            case ServiceConfigException:
+                ErrorReporter.WriteLine(stderr, ex.Message);
+                return ExitCodes.UsageError;
             case OptionsValidationException v:
                 ErrorReporter.WriteLine(stderr, string.Join("; ", v.Failures.Select(f => f.TrimEnd('.'))));
                 return ExitCodes.UsageError;
@@ -84,7 +88,11 @@ public static class RunCommand
 
     private static Exception Unwrap(Exception ex)
     {
-        while (ex is AggregateException { InnerExceptions.Count: >= 1 } agg) ex = agg.InnerExceptions[0];
-        return ex;
+        while (true)
+        {
+            if (ex is AggregateException { InnerExceptions.Count: >= 1 } agg) ex = agg.InnerExceptions[0];
+            else if (ex is System.Reflection.TargetInvocationException { InnerException: { } inner }) ex = inner;
+            else return ex;
+        }
     }
 }

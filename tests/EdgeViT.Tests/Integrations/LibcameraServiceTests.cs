@@ -10,7 +10,7 @@ public class LibcameraServiceTests
     [Fact]
     public async Task SourceKeysReachTheCommandLine()
     {
-        var o = new SourceOptions { Kind = "libcamera", Camera = 1, Width = 800, Height = 600, Fps = 15, Rotation = 180, Hflip = true, Codec = "yuv420" };
+        var o = new SourceOptions { Kind = SourceKind.Libcamera, Camera = 1, Width = 800, Height = 600, Fps = 15, Rotation = 180, Hflip = true, Codec = LibcameraCodec.Yuv420 };
         await using var source = new FrameSourceFactory().Create(o);
         var camera = Assert.IsType<LibcameraFrameSource>(source);
         Assert.Equal("libcamera:1 800x600 yuv420", camera.Name);
@@ -23,7 +23,7 @@ public class LibcameraServiceTests
     public void RotationOtherThan0Or180IsRefusedWithTheKey()
     {
         var o = new EdgeVitOptions { Model = "m.safetensors" };
-        o.Source.Kind = "libcamera";
+        o.Source.Kind = SourceKind.Libcamera;
         o.Source.Rotation = 90;
         Assert.Contains("Source:Rotation must be 0 or 180 (got 90)", EdgeVitOptionsValidator.Check(o));
     }

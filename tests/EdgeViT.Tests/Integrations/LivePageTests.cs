@@ -46,7 +46,7 @@ public class LivePageTests
         // Clicking the 0.60 button changes /v1/budget.
         string button = await browser.Find("#sets button[data-budget='0.6']");
         await browser.Click(button);
-        await TestService.WaitUntil(() => service.Runtime.Budget!.Current.Budget == 0.6, TimeSpan.FromSeconds(20), "the click to change the budget");
+        await TestService.WaitUntil(() => service.Budget.Current.Budget == 0.6, TimeSpan.FromSeconds(20), "the click to change the budget");
         var budget = await service.GetJsonAsync("/v1/budget");
         Assert.Equal(0.6, budget.GetProperty("active_set").GetProperty("budget").GetDouble());
         Assert.Equal("fixed", budget.GetProperty("mode").GetString());
@@ -89,7 +89,7 @@ public class LivePageTests
         c["Source:Kind"] = "synthetic";
         c["Source:Fps"] = "10";
         await using var service = await TestService.StartAsync(c);
-        await TestService.WaitUntil(() => service.Runtime.Status.Classified > 0, TimeSpan.FromSeconds(30), "a classified frame");
+        await TestService.WaitUntil(() => service.Status.Classified > 0, TimeSpan.FromSeconds(30), "a classified frame");
         await Task.Delay(300);
         using var snap = await service.Http.GetAsync("/v1/snapshot.jpg");
         Assert.Equal(HttpStatusCode.OK, snap.StatusCode);

@@ -34,7 +34,7 @@ public static class LiveApi
     {
         app.MapGet("/", async (HttpContext ctx) =>
         {
-            if (!View(ctx).Options.Enabled) { await OpenInferenceApi.Error(ctx, 404, "the live page is off (LiveView:Enabled=false)"); return; }
+            if (!View(ctx).Options.Enabled) { await HttpJson.Error(ctx, 404, "the live page is off (LiveView:Enabled=false)"); return; }
             ctx.Response.ContentType = "text/html; charset=utf-8";
             ctx.Response.Headers.CacheControl = "no-cache";
             await ctx.Response.Body.WriteAsync(Page.Value, ctx.RequestAborted);
@@ -42,8 +42,8 @@ public static class LiveApi
         app.MapGet("/v1/snapshot.jpg", async (HttpContext ctx) =>
         {
             var view = View(ctx);
-            if (!view.Options.Enabled) { await OpenInferenceApi.Error(ctx, 404, "the live page is off (LiveView:Enabled=false)"); return; }
-            if (view.Snapshot() is not { } jpeg) { await OpenInferenceApi.Error(ctx, 503, "no camera frame yet (Source:Kind none has none)"); return; }
+            if (!view.Options.Enabled) { await HttpJson.Error(ctx, 404, "the live page is off (LiveView:Enabled=false)"); return; }
+            if (view.Snapshot() is not { } jpeg) { await HttpJson.Error(ctx, 503, "no camera frame yet (Source:Kind none has none)"); return; }
             ctx.Response.ContentType = "image/jpeg";
             ctx.Response.Headers.CacheControl = "no-store";
             await ctx.Response.Body.WriteAsync(jpeg, ctx.RequestAborted);
@@ -57,7 +57,7 @@ public static class LiveApi
     private static async Task Stream(HttpContext ctx)
     {
         var view = View(ctx);
-        if (!view.Options.Enabled) { await OpenInferenceApi.Error(ctx, 404, "the live page is off (LiveView:Enabled=false)"); return; }
+        if (!view.Options.Enabled) { await HttpJson.Error(ctx, 404, "the live page is off (LiveView:Enabled=false)"); return; }
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted,
             ctx.RequestServices.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping);
         var ct = cts.Token;
@@ -96,9 +96,12 @@ public static class LiveApi
     private static Task Live(HttpContext ctx)
     {
         var view = View(ctx);
-        var rt = ctx.RequestServices.GetRequiredService<ServiceRuntime>();
+        var sp = ctx.RequestServices;
+        var model = sp.GetRequiredService<LoadedModel>();
+        var budget = sp.GetRequiredService<BudgetController>();
+        var status = sp.GetRequiredService<ServiceStatus>();
         var (cls, score, verdicts) = view.Latest();
-        return OpenInferenceApi.Json(ctx, 200, w =>
+        return HttpJson.Write(ctx, 200, w =>
         {
             w.WriteNumber("verdicts", verdicts);
             w.WriteNumber("frame_version", view.Version);
@@ -107,11 +110,10 @@ public static class LiveApi
                 w.WriteStartObject("top");
                 w.WriteNumber("class", cls);
                 w.WriteString("label", view.Label(cls));
-                if (rt.Model?.Synsets is { } s && cls < s.Count) w.WriteString("synset", s[cls].Id);
+                if (model.Synsets is { } s && cls < s.Count) w.WriteString("synset", s[cls].Id);
                 w.WriteNumber("score", Math.Round(score, 4));
                 w.WriteEndObject();
             }
-            if (rt.Budget is { } budget)
             {
                 w.WriteStartObject("budget");
                 w.WriteBoolean("enabled", budget.Enabled);
@@ -135,7 +137,7 @@ public static class LiveApi
                 w.WriteEndObject();
             }
             w.WriteEndArray();
-            w.WriteString("source", rt.Status.SourceName);
+            w.WriteString("source", status.SourceName);
             w.WriteString("time", DateTimeOffset.UtcNow.ToString("O", CultureInfo.InvariantCulture));
         });
     }

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using EdgeViT.Capture;
+using EdgeViT.Host.Service.Inference;
 using EdgeViT.Imaging;
 
 namespace EdgeViT.Host.Service;
@@ -10,10 +11,11 @@ namespace EdgeViT.Host.Service;
 /// a ring for the chart. Both copies go into preallocated buffers, so the inference path allocates nothing here.
 /// Rendering (decode, draw, JPEG) happens on the viewer's request, once per kept frame, shared by all viewers.
 /// </summary>
-public sealed class LiveView : IFrameListener, IVerdictListener
+public sealed class LiveView : IFrameListener, IVerdictSink
 {
     private const int HistoryCapacity = 8192;
-    private readonly ServiceRuntime _rt;
+    private readonly LoadedModel _model;
+    private readonly Classifier _classifier;
     private readonly LiveOptions _o;
     private readonly long _minTicks;
     private readonly object _lock = new();
@@ -42,10 +44,11 @@ public sealed class LiveView : IFrameListener, IVerdictListener
     private long _renderedVersion = -1;
     private byte[]? _rendered;
 
-    public LiveView(ServiceRuntime runtime)
+    public LiveView(EdgeVitOptions options, LoadedModel model, Classifier classifier)
     {
-        _rt = runtime;
-        _o = runtime.Options.LiveView;
+        _model = model;
+        _classifier = classifier;
+        _o = options.LiveView;
         _minTicks = (long)(Stopwatch.Frequency / _o.Fps);
     }
 
@@ -72,12 +75,12 @@ public sealed class LiveView : IFrameListener, IVerdictListener
             _topScore = verdict.Count > 0 ? verdict.Scores[0] : 0;
             _budget = verdict.Set?.Budget ?? double.NaN;
             _latency = verdict.ProcessingMs;
-            if (_o.Tokens && _rt.Classifier is { } classifier) CountKept(classifier);
+            if (_o.Tokens) CountKept(_classifier);
             _version++;
         }
     }
 
-    /// <summary>Per patch, the blocks that kept it (the classifier's last pass: called under its gate).</summary>
+    /// <summary>Per patch, the blocks that kept it (the classifier's last pass: called on the inference thread).</summary>
     private void CountKept(Classifier classifier)
     {
         var c = classifier.Model.Config;
@@ -95,7 +98,7 @@ public sealed class LiveView : IFrameListener, IVerdictListener
         }
     }
 
-    public void OnVerdict(Verdict verdict, ReadOnlySpan<byte> json)
+    public void Write(Verdict verdict, ReadOnlySpan<byte> json)
     {
         if (!_o.Enabled) return;
         lock (_lock)
@@ -116,7 +119,7 @@ public sealed class LiveView : IFrameListener, IVerdictListener
     public string Label(int cls)
     {
         if (cls < 0) return "—";
-        if (_rt.Model?.Synsets is { } s && cls < s.Count) return s[cls].Words.Split(',')[0].Trim();
+        if (_model.Synsets is { } s && cls < s.Count) return s[cls].Words.Split(',')[0].Trim();
         return $"class {cls}";
     }
 
@@ -140,14 +143,14 @@ public sealed class LiveView : IFrameListener, IVerdictListener
                 (_frameLength, _width, _height, _stride, _format, _topClass, _topScore, _budget, _latency, _version);
             kept = _o.Tokens && _keptBlocks.Length > 0 ? (int[])_keptBlocks.Clone() : null;
         }
-        var c = _rt.Model?.Config;
+        var c = _model.Config;
         var overlay = new LiveOverlay($"{Label(cls)}  {score:0.00}",
             $"budget {(double.IsFinite(budget) ? budget.ToString("0.00", System.Globalization.CultureInfo.InvariantCulture) : "dense")} · {latency:0.0} ms · {DateTime.UtcNow:HH:mm:ss} UTC")
         {
             KeptBlocks = kept,
-            Depth = c?.Depth ?? 0,
-            CropSize = c?.ImageSize ?? 224,
-            ResizeShortSide = c is null ? 256 : (int)Math.Round(c.ImageSize * 256.0 / 224.0),
+            Depth = c.Depth,
+            CropSize = c.ImageSize,
+            ResizeShortSide = (int)Math.Round(c.ImageSize * 256.0 / 224.0),
         };
         byte[]? jpeg = format == FrameFormat.Rgb24
             ? LiveFrameRenderer.RenderRgb(raw.AsSpan(0, length), width, height, stride, overlay, _o.JpegQuality)

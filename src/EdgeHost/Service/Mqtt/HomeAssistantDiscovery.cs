@@ -24,17 +24,16 @@ public static class HomeAssistantDiscovery
         return sb.Length > 0 ? sb.ToString() : "edgevit";
     }
 
-    public static IReadOnlyList<Entity> Build(MqttOptions o, ServiceRuntime rt)
+    public static IReadOnlyList<Entity> Build(MqttOptions o, LoadedModel model, BudgetController budget)
     {
         string node = NodeId(o.EffectiveClientId);
         string b = o.EffectiveBaseTopic;
-        bool labels = rt.Model?.Synsets is not null;
-        var budget = rt.Budget;
+        bool labels = model.Synsets is not null;
         var list = new List<Entity>
         {
             Make(o, node, "sensor", "top1", w =>
             {
-                Common(w, o, rt, node, "top1", "Top-1 class", $"{b}/verdict", "mdi:eye");
+                Common(w, o, model, node, "top1", "Top-1 class", $"{b}/verdict", "mdi:eye");
                 // With a synsets file the label, else the class index.
                 w.WriteString("value_template", labels ? "{{ value_json.top[0].label }}" : "{{ value_json.top[0].class }}");
                 w.WriteString("json_attributes_topic", $"{b}/verdict");
@@ -42,13 +41,13 @@ public static class HomeAssistantDiscovery
             }),
             Make(o, node, "sensor", "score", w =>
             {
-                Common(w, o, rt, node, "score", "Top-1 score", $"{b}/verdict", "mdi:percent");
+                Common(w, o, model, node, "score", "Top-1 score", $"{b}/verdict", "mdi:percent");
                 w.WriteString("value_template", "{{ value_json.top[0].score }}");
                 w.WriteString("state_class", "measurement");
             }),
             Make(o, node, "sensor", "latency", w =>
             {
-                Common(w, o, rt, node, "latency", "Latency", $"{b}/verdict", "mdi:timer-outline");
+                Common(w, o, model, node, "latency", "Latency", $"{b}/verdict", "mdi:timer-outline");
                 w.WriteString("value_template", "{{ value_json.latency_ms.total }}");
                 w.WriteString("unit_of_measurement", "ms");
                 w.WriteString("device_class", "duration");
@@ -56,15 +55,15 @@ public static class HomeAssistantDiscovery
             }),
             Make(o, node, "sensor", "budget", w =>
             {
-                Common(w, o, rt, node, "budget", "Active budget", $"{b}/status", "mdi:speedometer");
+                Common(w, o, model, node, "budget", "Active budget", $"{b}/status", "mdi:speedometer");
                 w.WriteString("value_template", "{{ value_json.budget.active_set.budget }}");
                 w.WriteString("state_class", "measurement");
             }),
         };
-        if (budget is { Enabled: true })
+        if (budget.Enabled)
             list.Add(Make(o, node, "number", "budget_target", w =>
             {
-                Common(w, o, rt, node, "budget_target", "FLOPs budget", $"{b}/status", "mdi:tune-vertical");
+                Common(w, o, model, node, "budget_target", "FLOPs budget", $"{b}/status", "mdi:tune-vertical");
                 w.WriteString("value_template", "{{ value_json.budget.target }}");
                 w.WriteString("command_topic", $"{b}/budget/set");
                 w.WriteString("command_template", "{\"mode\":\"fixed\",\"target\":{{ value }}}");
@@ -76,7 +75,7 @@ public static class HomeAssistantDiscovery
         return list;
     }
 
-    private static void Common(Utf8JsonWriter w, MqttOptions o, ServiceRuntime rt, string node, string objectId, string name, string stateTopic, string icon)
+    private static void Common(Utf8JsonWriter w, MqttOptions o, LoadedModel model, string node, string objectId, string name, string stateTopic, string icon)
     {
         w.WriteString("name", name);
         w.WriteString("unique_id", $"{node}_{objectId}");
@@ -91,7 +90,7 @@ public static class HomeAssistantDiscovery
         w.WriteEndArray();
         w.WriteString("name", $"EdgeViT {MqttOptions.HostName}");
         w.WriteString("manufacturer", "EdgeViT");
-        w.WriteString("model", rt.Model?.Config.Describe() ?? "ViT");
+        w.WriteString("model", model.Config.Describe());
         w.WriteString("sw_version", typeof(HomeAssistantDiscovery).Assembly.GetName().Version?.ToString(3) ?? "0");
         w.WriteEndObject();
         w.WriteStartObject("origin");

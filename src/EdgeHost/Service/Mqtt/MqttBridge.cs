@@ -3,6 +3,7 @@ using System.Diagnostics.Metrics;
 using System.Text.Json;
 using MQTTnet;
 using MQTTnet.Protocol;
+using EdgeViT.Host.Service.Inference;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
@@ -20,29 +21,44 @@ namespace EdgeViT.Host.Service;
 /// verdict into <see cref="MqttOutbox"/> (bounded, drops oldest); this service's own loop connects, reconnects with
 /// doubling backoff (Mqtt:ReconnectMinMs .. ReconnectMaxMs) and drains the outbox.
 /// </summary>
-public sealed class MqttBridge : BackgroundService, IVerdictListener, IStatusContributor
+public sealed class MqttBridge : BackgroundService, IVerdictSink, IStatusContributor
 {
-    private readonly ServiceRuntime _rt;
     private readonly MqttOptions _o;
+    private readonly LoadedModel _model;
+    private readonly BudgetController _budget;
+    private readonly ServiceStatus _status;
+    private readonly ServiceInstruments _metrics;
+    private readonly EdgeVitOptions _options;
     private readonly ILogger<MqttBridge> _log;
     private readonly MqttOutbox _outbox;
     private readonly MqttClientFactory _factory = new();
     private readonly string _base;
     private readonly ArrayBufferWriter<byte> _statusBuffer = new(2048);
     private IMqttClient? _client;
-    private VerdictFilter? _filter;
+    private readonly VerdictFilter? _filter;
     private volatile bool _connected;
     private volatile string? _lastError, _lastBudgetError;
     private long _published, _publishFailures, _connects, _budgetCommands, _filtered;
     private int _statusWanted;
 
-    public MqttBridge(ServiceRuntime runtime, ILogger<MqttBridge> log)
+    public MqttBridge(EdgeVitOptions options, LoadedModel model, BudgetController budget, ServiceStatus status, ServiceInstruments metrics, ILogger<MqttBridge> log)
     {
-        _rt = runtime;
-        _o = runtime.Options.Mqtt;
+        _options = options;
+        _o = options.Mqtt;
+        _model = model;
+        _budget = budget;
+        _status = status;
+        _metrics = metrics;
         _log = log;
         _outbox = new MqttOutbox(_o.OutboxCapacity);
         _base = _o.EffectiveBaseTopic;
+        // Built with the service's parts, before the host starts: an unknown MatchClasses entry ends start-up with one line.
+        if (_o.Enabled)
+        {
+            _filter = VerdictFilter.From(_o, model.Config.Classes, model.Synsets);
+            RegisterInstruments(metrics.Meter);
+            budget.Switched += (_, _, _) => Interlocked.Exchange(ref _statusWanted, 1);
+        }
     }
 
     public bool Enabled => _o.Enabled;
@@ -52,9 +68,9 @@ public sealed class MqttBridge : BackgroundService, IVerdictListener, IStatusCon
     public long Connects => Interlocked.Read(ref _connects);
     public string BaseTopic => _base;
 
-    public void OnVerdict(Verdict verdict, ReadOnlySpan<byte> json)
+    public void Write(Verdict verdict, ReadOnlySpan<byte> json)
     {
-        if (_filter is not { } filter) return; // off, or not started yet
+        if (_filter is not { } filter) return; // MQTT off
         if (filter.ShouldPublish(verdict)) _outbox.TryEnqueue(MqttTopicKind.Verdict, json);
         else Interlocked.Increment(ref _filtered);
     }
@@ -63,10 +79,6 @@ public sealed class MqttBridge : BackgroundService, IVerdictListener, IStatusCon
     {
         if (!_o.Enabled) return;
         await Task.Yield();
-        if (_rt.Model is not { } model) return; // start-up failed before the model loaded
-        _filter = VerdictFilter.From(_o, model.Config.Classes, model.Synsets);
-        RegisterInstruments(_rt.Metrics.Meter);
-        if (_rt.Budget is { } budget) budget.Switched += (_, _, _) => Interlocked.Exchange(ref _statusWanted, 1);
 
         var client = _factory.CreateMqttClient(); // disposed after the offline message in StopAsync
         _client = client;
@@ -134,7 +146,7 @@ public sealed class MqttBridge : BackgroundService, IVerdictListener, IStatusCon
     {
         await Publish(client, $"{_base}/availability", "online"u8.ToArray(), retain: true, MqttQualityOfServiceLevel.AtLeastOnce, ct);
         if (_o.Discovery)
-            foreach (var entity in HomeAssistantDiscovery.Build(_o, _rt))
+            foreach (var entity in HomeAssistantDiscovery.Build(_o, _model, _budget))
                 await Publish(client, entity.Topic, entity.Payload, retain: true, MqttQualityOfServiceLevel.AtLeastOnce, ct);
         await client.SubscribeAsync(_factory.CreateSubscribeOptionsBuilder()
             .WithTopicFilter(f => f.WithTopic($"{_base}/budget/set").WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce)).Build(), ct);
@@ -194,17 +206,14 @@ public sealed class MqttBridge : BackgroundService, IVerdictListener, IStatusCon
             _statusBuffer.ResetWrittenCount();
             using (var w = new Utf8JsonWriter(_statusBuffer))
             {
-                var s = _rt.Status;
+                var s = _status;
                 w.WriteStartObject();
                 w.WriteString("state", "online");
                 w.WriteString("time", DateTimeOffset.UtcNow);
                 w.WriteNumber("uptime_s", Math.Round(s.Uptime.TotalSeconds, 3));
-                if (_rt.Budget is { } budget)
-                {
-                    w.WriteStartObject("budget");
-                    HttpApi.WriteBudget(w, budget);
-                    w.WriteEndObject();
-                }
+                w.WriteStartObject("budget");
+                BudgetEndpoints.WriteBudget(w, _budget);
+                w.WriteEndObject();
                 w.WriteStartObject("counters");
                 w.WriteNumber("captured", s.Captured);
                 w.WriteNumber("dropped", s.Dropped);
@@ -228,7 +237,7 @@ public sealed class MqttBridge : BackgroundService, IVerdictListener, IStatusCon
             w.WriteBoolean("connected", _connected);
             w.WriteString("server", $"{_o.Server}:{_o.EffectivePort}");
             w.WriteString("base_topic", _base);
-            w.WriteString("publish", _o.Publish.ToLowerInvariant());
+            w.WriteString("publish", EdgeVitOptionsValidator.Name(_o.Publish));
             w.WriteNumber("connects", Connects);
             w.WriteNumber("published", Published);
             w.WriteNumber("publish_failures", Interlocked.Read(ref _publishFailures));
@@ -250,9 +259,9 @@ public sealed class MqttBridge : BackgroundService, IVerdictListener, IStatusCon
         Interlocked.Increment(ref _budgetCommands);
         var payload = e.ApplicationMessage.Payload;
         byte[] body = payload.IsSingleSegment ? payload.FirstSpan.ToArray() : payload.ToArray();
-        string? error = BudgetCommand.Apply(_rt, body);
+        string? error = BudgetCommand.Apply(_budget, body);
         _lastBudgetError = error;
-        if (error is null) _log.LogInformation("MQTT: budget set from {Topic}: {Set}", e.ApplicationMessage.Topic, _rt.Budget?.Current);
+        if (error is null) _log.LogInformation("MQTT: budget set from {Topic}: {Set}", e.ApplicationMessage.Topic, _budget.Current);
         else _log.LogWarning("MQTT: budget/set refused: {Error}", error);
         Interlocked.Exchange(ref _statusWanted, 1);
         return Task.CompletedTask;

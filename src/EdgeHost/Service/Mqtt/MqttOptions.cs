@@ -1,5 +1,7 @@
 namespace EdgeViT.Host.Service;
 
+public enum MqttPublish { All, Change, Match }
+
 /// <summary>
 /// Mqtt:* — verdicts, status and availability to an MQTT broker, budget commands from it, Home Assistant
 /// discovery. Off while <see cref="Server"/> is empty.
@@ -27,8 +29,7 @@ public sealed class MqttOptions
     public string? BaseTopic { get; set; }
 
     /// <summary>all (every verdict), change (top-1 class changed), match (top-1 in MatchClasses with score >= MinScore).</summary>
-    [OneOf("all", "change", "match")]
-    public string Publish { get; set; } = "all";
+    [DefinedEnum] public MqttPublish Publish { get; set; } = MqttPublish.All;
 
     /// <summary>Publish=match: comma-separated class indices or synset ids (n01440764).</summary>
     public string? MatchClasses { get; set; }
@@ -68,7 +69,7 @@ public sealed class MqttOptions
         string b = EffectiveBaseTopic;
         if (b.Length == 0 || b.Contains('+') || b.Contains('#') || b.StartsWith('$'))
             yield return $"Mqtt:BaseTopic must be a topic without wildcards (+, #) or a leading $ (got '{BaseTopic}')";
-        if (string.Equals(Publish, "match", StringComparison.OrdinalIgnoreCase) && string.IsNullOrWhiteSpace(MatchClasses))
+        if (Publish == MqttPublish.Match && string.IsNullOrWhiteSpace(MatchClasses))
             yield return "Mqtt:MatchClasses is required when Mqtt:Publish is match (class indices or synset ids, comma-separated)";
         if (ReconnectMaxMs < ReconnectMinMs)
             yield return $"Mqtt:ReconnectMaxMs must be >= Mqtt:ReconnectMinMs (got {ReconnectMaxMs} < {ReconnectMinMs})";

@@ -25,14 +25,14 @@ public sealed class VerdictFilter
     /// <summary>Builds the filter from Mqtt:*; class names are synset ids of the loaded synsets or indices.</summary>
     public static VerdictFilter From(MqttOptions o, int classCount, Evaluation.SynsetTable? synsets)
     {
-        var mode = o.Publish.ToLowerInvariant() switch { "change" => Mode.Change, "match" => Mode.Match, _ => Mode.All };
+        var mode = o.Publish switch { MqttPublish.Change => Mode.Change, MqttPublish.Match => Mode.Match, _ => Mode.All };
         var classes = new List<int>();
         if (mode == Mode.Match)
             foreach (var raw in (o.MatchClasses ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
             {
                 if (int.TryParse(raw, out int i) && i >= 0 && i < classCount) classes.Add(i);
                 else if (synsets?.IndexOf(raw) is int s) classes.Add(s);
-                else throw new Commands.UsageException($"Mqtt:MatchClasses: '{raw}' is neither a class index 0..{classCount - 1} nor a synset id of the Synsets file");
+                else throw new ServiceConfigException($"Mqtt:MatchClasses: '{raw}' is neither a class index 0..{classCount - 1} nor a synset id of the Synsets file");
             }
         return new VerdictFilter(mode, classes, o.MinScore);
     }

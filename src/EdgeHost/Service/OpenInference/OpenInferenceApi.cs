@@ -3,11 +3,10 @@ using System.Buffers.Binary;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
-using EdgeViT.Imaging;
+using EdgeViT.Host.Service.Inference;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
-using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
@@ -37,8 +36,8 @@ public static class OpenInferenceApi
     public const string FloatInput = "input", ImageInput = "image", LogitsOutput = "logits", ClassificationOutput = "classification";
 
     /// <summary>The model's protocol name: Model:Name, else the weights file name without extension.</summary>
-    public static string ModelName(IConfiguration config, string? modelPath) =>
-        config["Model:Name"] is { Length: > 0 } n ? n.Trim() : Path.GetFileNameWithoutExtension(modelPath ?? "model");
+    public static string ModelName(EdgeVitOptions o) =>
+        o.ModelName is { Length: > 0 } n ? n.Trim() : Path.GetFileNameWithoutExtension(o.Model ?? "model");
 
     public static void Map(IEndpointRouteBuilder app)
     {
@@ -54,7 +53,7 @@ public static class OpenInferenceApi
         app.MapGet("/v2/health/live", (HttpContext ctx) => Json(ctx, 200, w => w.WriteBoolean("live", true)));
         app.MapGet("/v2/health/ready", (HttpContext ctx) =>
         {
-            bool ready = Runtime(ctx).Status.ModelLoaded;
+            bool ready = ctx.RequestServices.GetRequiredService<ServiceStatus>().ModelLoaded;
             return Json(ctx, ready ? 200 : 503, w => w.WriteBoolean("ready", ready));
         });
         app.MapGet("/v2/models/{name}", (HttpContext ctx, string name) => Metadata(ctx, name, null));
@@ -65,9 +64,7 @@ public static class OpenInferenceApi
         app.MapPost("/v2/models/{name}/versions/{version}/infer", (HttpContext ctx, string name, string version) => Infer(ctx, name, version));
     }
 
-    private static ServiceRuntime Runtime(HttpContext ctx) => ctx.RequestServices.GetRequiredService<ServiceRuntime>();
-
-    private static string Name(HttpContext ctx) => ModelName(ctx.RequestServices.GetRequiredService<IConfiguration>(), Runtime(ctx).Options.Model);
+    private static string Name(HttpContext ctx) => ModelName(ctx.RequestServices.GetRequiredService<EdgeVitOptions>());
 
     /// <summary>Null when the model and version are served, else the 404 message.</summary>
     private static string? Unknown(HttpContext ctx, string name, string? version)
@@ -81,9 +78,7 @@ public static class OpenInferenceApi
     private static Task Metadata(HttpContext ctx, string name, string? version)
     {
         if (Unknown(ctx, name, version) is { } problem) return Error(ctx, 404, problem);
-        var rt = Runtime(ctx);
-        if (rt.Model is not { } model) return Error(ctx, 503, "model not loaded yet");
-        var c = model.Config;
+        var c = ctx.RequestServices.GetRequiredService<LoadedModel>().Config;
         return Json(ctx, 200, w =>
         {
             w.WriteString("name", name);
@@ -120,7 +115,7 @@ public static class OpenInferenceApi
     private static Task ModelReady(HttpContext ctx, string name, string? version)
     {
         if (Unknown(ctx, name, version) is { } problem) return Error(ctx, 404, problem);
-        bool ready = Runtime(ctx).Status.ModelLoaded;
+        bool ready = ctx.RequestServices.GetRequiredService<ServiceStatus>().ModelLoaded;
         return Json(ctx, ready ? 200 : 503, w =>
         {
             w.WriteString("name", name);
@@ -136,38 +131,48 @@ public static class OpenInferenceApi
 
     private static async Task Infer(HttpContext ctx, string name, string? version)
     {
-        var rt = Runtime(ctx);
+        var sp = ctx.RequestServices;
         if (Unknown(ctx, name, version) is { } unknown) { await Error(ctx, 404, unknown); return; }
-        if (rt.Classifier is not { } classifier || rt.Model is not { } model) { await Error(ctx, 503, "model not loaded yet"); return; }
-        long limit = rt.Options.Http.MaxBodyBytes;
+        var worker = sp.GetRequiredService<InferenceWorker>();
+        var model = sp.GetRequiredService<LoadedModel>();
+        var status = sp.GetRequiredService<ServiceStatus>();
+        var metrics = sp.GetRequiredService<ServiceInstruments>();
+        long limit = sp.GetRequiredService<EdgeVitOptions>().Http.MaxBodyBytes;
         byte[]? rented = null;
         try
         {
             if (ctx.Request.ContentLength > limit) throw new BadRequest($"request body of {ctx.Request.ContentLength} bytes exceeds Http:MaxBodyBytes ({limit})", 413);
             (rented, int length) = await ReadBody(ctx, limit);
             var body = rented.AsMemory(0, length);
-            var request = InferenceRequest.Parse(body, ctx.Request.Headers[HeaderLength].ToString(), classifier.TensorLength, model.Config);
+            var request = V2InferRequest.Parse(body, ctx.Request.Headers[HeaderLength].ToString(), worker.Classifier.TensorLength, model.Config);
 
-            var verdict = classifier.NewVerdict();
-            float[] logits = new float[model.Config.Classes];
-            long sequence = rt.Status.OnHttpClassified();
-            await classifier.Gate.WaitAsync(ctx.RequestAborted);
-            try
+            // Through the one inference owner, like every other request: refused at once when its queue is full.
+            string origin = $"v2 infer input '{request.InputName}'";
+            bool queued = request.Tensor is { } tensor
+                ? worker.TryClassifyTensor(tensor, "v2", origin, out var pending)
+                : worker.TryClassifyWithLogits(request.Image, "v2", origin, out pending);
+            if (!queued)
             {
-                if (request.Tensor is { } tensor) classifier.ClassifyTensor(tensor, "v2 infer tensor", "v2", sequence, verdict);
-                else classifier.Classify(request.Image.Span, $"v2 infer input '{request.InputName}'", "v2", sequence, verdict);
-                classifier.LastLogits.CopyTo(logits);
+                ctx.Response.Headers.RetryAfter = worker.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
+                await Error(ctx, 503, $"inference queue full ({worker.QueueLength} waiting): retry after {worker.RetryAfterSeconds} s");
+                return;
             }
-            catch (ImageDecodeException ex) { throw new BadRequest($"input '{request.InputName}': {ex.Message}"); }
-            finally { classifier.Gate.Release(); }
-            rt.Status.OnClassified();
-            if (rt.Pipeline is { } pipeline) pipeline.Emit(verdict, new VerdictWriter(model.Synsets));
-            await InferenceResponse.Write(ctx, name, request, logits, model.Synsets);
+            var result = await pending; // the body buffer stays rented until here
+            switch (result.Outcome)
+            {
+                case InferenceOutcome.Classified:
+                    await V2InferResponse.Write(ctx, name, request, result.Logits!, model.Synsets);
+                    break;
+                case InferenceOutcome.BadImage: await Error(ctx, 400, $"input '{request.InputName}': {result.Error}"); break;
+                case InferenceOutcome.TooLarge: await Error(ctx, 422, $"input '{request.InputName}': {result.Error}"); break;
+                case InferenceOutcome.Stopped: await Error(ctx, 503, result.Error ?? "the service is stopping"); break;
+                default: await Error(ctx, 500, result.Error ?? "inference failed"); break;
+            }
         }
         catch (BadRequest ex)
         {
-            rt.Status.OnError();
-            rt.Metrics.Error(EdgeVitMetrics.ErrorKinds.Http);
+            status.OnError();
+            metrics.Error(EdgeVitMetrics.ErrorKinds.Http);
             await Error(ctx, ex.Status, ex.Message);
         }
         catch (BadHttpRequestException ex)

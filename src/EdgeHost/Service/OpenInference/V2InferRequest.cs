@@ -10,7 +10,7 @@ namespace EdgeViT.Host.Service;
 /// A parsed and checked v2 inference request: exactly one input, either an FP32 tensor of the model's input shape
 /// or a BYTES [1] encoded image. Every problem is a <see cref="BadRequest"/> naming the field and what was expected.
 /// </summary>
-public sealed class InferenceRequest
+public sealed class V2InferRequest
 {
     public string? Id { get; private init; }
     public required string InputName { get; init; }
@@ -23,7 +23,7 @@ public sealed class InferenceRequest
     public bool BinaryLogits { get; private set; }
     public bool BinaryClassification { get; private set; }
 
-    public static InferenceRequest Parse(ReadOnlyMemory<byte> body, string? headerLength, int tensorLength, VitConfig config)
+    public static V2InferRequest Parse(ReadOnlyMemory<byte> body, string? headerLength, int tensorLength, VitConfig config)
     {
         var json = body;
         var binary = ReadOnlyMemory<byte>.Empty;
@@ -86,13 +86,13 @@ public sealed class InferenceRequest
 
             var request = datatype switch
             {
-                "FP32" => new InferenceRequest
+                "FP32" => new V2InferRequest
                 {
                     Id = id,
                     InputName = name,
                     Tensor = FloatTensor(what, shape, config, tensorLength, hasData ? data : null, binary),
                 },
-                "BYTES" => new InferenceRequest
+                "BYTES" => new V2InferRequest
                 {
                     Id = id,
                     InputName = name,

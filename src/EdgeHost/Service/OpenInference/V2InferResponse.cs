@@ -10,9 +10,9 @@ using static EdgeViT.Host.Service.OpenInferenceApi;
 namespace EdgeViT.Host.Service;
 
 /// <summary>Writes a v2 inference response: logits always, classification when asked; JSON or binary tensors.</summary>
-public static class InferenceResponse
+public static class V2InferResponse
 {
-    public static async Task Write(HttpContext ctx, string modelName, InferenceRequest request, float[] logits, SynsetTable? synsets)
+    public static async Task Write(HttpContext ctx, string modelName, V2InferRequest request, float[] logits, SynsetTable? synsets)
     {
         string[]? classes = null;
         if (request.Classification > 0)

@@ -25,7 +25,20 @@ public class LivePageTests
         c["Source:Folder"] = folder;
         c["Source:Fps"] = "5";
         c["Thresholds"] = ServiceFiles.WriteThresholds(tmp.File("t.json"));
+        c["Http:ApiKey"] = "live-page-secret";
         await using var service = await TestService.StartAsync(c);
+        // The page is served without the key; its data only with it.
+        using (var page = await service.Http.GetAsync("/"))
+        {
+            Assert.Equal(HttpStatusCode.OK, page.StatusCode);
+            Assert.Equal("text/html", page.Content.Headers.ContentType?.MediaType);
+        }
+        foreach (var path in new[] { "/v1/live", "/v1/snapshot.jpg", "/v1/stream.mjpeg" })
+        {
+            using var r = await service.Http.GetAsync(path, HttpCompletionOption.ResponseHeadersRead);
+            Assert.Equal(HttpStatusCode.Unauthorized, r.StatusCode);
+        }
+        service.Http.DefaultRequestHeaders.Add("X-Api-Key", "live-page-secret");
 
         // What the page should say: the service's own top-1 for that image.
         using var posted = await service.Http.PostAsync("/v1/classify", new ByteArrayContent(File.ReadAllBytes(image)));
@@ -36,7 +49,7 @@ public class LivePageTests
         await TestService.WaitUntil(() => view.Version > 0, TimeSpan.FromSeconds(30), "a kept frame");
 
         await using var browser = await WebDriver.StartAsync(1200, 900);
-        await browser.Navigate(service.BaseAddress.ToString());
+        await browser.Navigate(service.BaseAddress + "#key=live-page-secret");
         string labelElement = await browser.Find("#label");
         await TestService.WaitUntil(() => browser.Text(labelElement).Result == label, TimeSpan.FromSeconds(30), $"the label '{label}' in the page");
         await TestService.WaitUntil(() => browser.Script("return document.getElementById('frame').naturalWidth").Result.GetInt32() > 0,

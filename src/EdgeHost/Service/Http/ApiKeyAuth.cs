@@ -33,7 +33,8 @@ public static class HttpExposure
 }
 
 /// <summary>
-/// Checks Http:ApiKey on every request but GET /healthz: "Authorization: Bearer KEY" or "X-Api-Key: KEY", compared in
+/// Checks Http:ApiKey on every request but GET /healthz and GET / (the live page: static HTML with no data; it sends
+/// the key on every request it makes, taken from the /#key=KEY fragment, which browsers never send): "Authorization: Bearer KEY" or "X-Api-Key: KEY", compared in
 /// constant time (no timing hint about how much of a guess was right). Missing or wrong: 401 with a JSON error.
 /// </summary>
 public sealed class ApiKeyAuth(byte[] key)
@@ -42,7 +43,9 @@ public sealed class ApiKeyAuth(byte[] key)
 
     public async Task InvokeAsync(HttpContext ctx, RequestDelegate next)
     {
-        if (ctx.Request.Path.Equals("/healthz", StringComparison.Ordinal) || Authorized(ctx.Request))
+        var path = ctx.Request.Path;
+        if (path.Equals("/healthz", StringComparison.Ordinal) || (HttpMethods.IsGet(ctx.Request.Method) && path.Equals("/", StringComparison.Ordinal))
+            || Authorized(ctx.Request))
         {
             await next(ctx);
             return;

@@ -100,7 +100,27 @@ public sealed class BudgetController
     public ThresholdCatalog Catalog { get; }
     /// <summary>False without a thresholds file: the model runs dense and the settings are only reported.</summary>
     public bool Enabled => Catalog.HasThresholds;
-    public ActiveSet Current => _active;
+    /// <summary>The set frames run with: the controller's choice, held at or below <see cref="ThermalCap"/> while that is set.</summary>
+    public ActiveSet Current => _active.Index > _thermalCap ? Catalog.Sets[_thermalCap] : _active;
+    /// <summary>The controller's own choice, before the thermal cap.</summary>
+    public ActiveSet Chosen => _active;
+    /// <summary>Highest set index allowed while the SoC is hot (<see cref="ThermalGuard"/>); null = no cap.</summary>
+    public int? ThermalCap => _thermalCap == int.MaxValue ? null : _thermalCap;
+    private volatile int _thermalCap = int.MaxValue;
+
+    /// <summary>Caps the set index (null lifts the cap); raises <see cref="Switched"/> when the set frames run with changes.</summary>
+    public void SetThermalCap(int? maxIndex, string reason)
+    {
+        ActiveSet before, after;
+        lock (_lock)
+        {
+            before = Current;
+            _thermalCap = maxIndex is int m ? Math.Clamp(m, 0, Catalog.Sets.Count - 1) : int.MaxValue;
+            after = Current;
+            if (!ReferenceEquals(before, after)) LastReason = reason;
+        }
+        if (!ReferenceEquals(before, after)) Switched?.Invoke(before, after, reason);
+    }
     public BudgetSettings Settings => _settings;
     public long Switches { get; private set; }
     /// <summary>Why the last switch happened (for /v1/status and logs).</summary>
@@ -205,8 +225,9 @@ public sealed class BudgetController
     private void ObserveFlops(BudgetSettings s, double gflops)
     {
         var current = _active;
+        int ran = Current.Index; // the set the frame ran with (the thermal cap may hold it below the choice)
         if (double.IsFinite(gflops) && gflops > 0)
-            _expected[current.Index] = 0.8 * _expected[current.Index] + 0.2 * gflops;
+            _expected[ran] = 0.8 * _expected[ran] + 0.2 * gflops;
         _samplesOnSet++;
         int w = _flops.Length;
         if (_flopsCount == w) _flopsSum -= _flops[_flopsHead];

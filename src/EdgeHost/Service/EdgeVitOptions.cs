@@ -183,6 +183,17 @@ public sealed class BudgetOptions
 
     /// <summary>flops mode: frames in the running mean (it sizes a buffer, hence the bound).</summary>
     [IntRange(1, 10_000)] public int FlopsWindow { get; set; } = 64;
+
+    /// <summary>
+    /// Thermal guard: above this SoC temperature (hottest thermal zone), or while the Pi firmware reports throttling,
+    /// the set frames run with steps down one calibrated set per ThermalPollMs; it steps back up once the SoC is
+    /// ThermalHysteresis below it and not throttled. 0 = off. Read at start-up.
+    /// </summary>
+    [DoubleRange(0, 150)] public double ThrottleCelsius { get; set; } = 80;
+
+    [DoubleRange(0, 50)] public double ThermalHysteresis { get; set; } = 5;
+
+    [IntRange(100, 600_000)] public int ThermalPollMs { get; set; } = 2000;
 }
 
 public sealed class ResultsOptions

@@ -6,7 +6,7 @@ namespace EdgeViT.Host.Service;
 
 /// <summary>
 /// Registers what the service talks to beyond its own API: the MQTT bridge (a verdict sink with its own connection
-/// loop) and the live page's view (a frame listener and verdict sink). Each is one singleton seen under every role
+/// loop) the live page's view (a frame listener and verdict sink) and the thermal guard (caps the budget while the SoC is hot). Each is one singleton seen under every role
 /// it plays; all are fed by the <see cref="InferenceWorker"/>, the one inference owner.
 /// </summary>
 public static class Integrations
@@ -20,5 +20,8 @@ public static class Integrations
         services.AddSingleton<LiveView>();
         services.AddSingleton<IFrameListener>(sp => sp.GetRequiredService<LiveView>());
         services.AddSingleton<IVerdictSink>(sp => sp.GetRequiredService<LiveView>());
+        services.AddSingleton<ThermalGuard>();
+        services.AddHostedService(sp => sp.GetRequiredService<ThermalGuard>());
+        services.AddSingleton<IStatusContributor>(sp => sp.GetRequiredService<ThermalGuard>());
     }
 }

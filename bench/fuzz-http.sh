@@ -13,7 +13,7 @@ n=${2:-3000}
 seed=${3:-20261202}
 port=18095
 mkdir -p "$out"
-tench=$(ls "$shared"/data/imagenet-sample/images/n01440764_* | head -n 1)
+tench=$(find "$shared/data/imagenet-sample/images" -maxdepth 1 -name "n01440764_*" | LC_ALL=C sort | head -n 1)
 python3 bench/http_bench.py seeds "$out/seeds" "$tench" >/dev/null
 dotnet build src/EdgeHost -c Release -nologo -clp:ErrorsOnly >/dev/null
 export MALLOC_MMAP_THRESHOLD_=${MALLOC_MMAP_THRESHOLD_:-131072} # as deploy/systemd/edgevit.service runs it
@@ -27,4 +27,5 @@ python3 bench/http_bench.py fuzz "http://127.0.0.1:$port" "$out/seeds" "$n" "$se
 alive=yes; kill -0 $pid 2>/dev/null || alive=no
 jq --arg alive "$alive" '. + {service_alive: $alive}' "$out/summary.json" | tee "$out/summary.pretty.json"
 jq -e --arg alive "$alive" '.failure_count == 0 and .tench_after.status == 200 and .tench_after.synset == "n01440764"
-  and .rss_ratio <= 1.3 and $alive == "yes"' "$out/summary.json" >/dev/null && echo "fuzz-http: PASS" || { echo "fuzz-http: FAIL"; exit 1; }
+  and .rss_ratio <= 1.3 and $alive == "yes"' "$out/summary.json" >/dev/null || { echo "fuzz-http: FAIL"; exit 1; }
+echo "fuzz-http: PASS"

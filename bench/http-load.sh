@@ -13,7 +13,7 @@ clients=${3:-64}
 queue=${4:-4}
 port=18096
 mkdir -p "$out"
-tench=$(ls "$shared"/data/imagenet-sample/images/n01440764_* | head -n 1)
+tench=$(find "$shared/data/imagenet-sample/images" -maxdepth 1 -name "n01440764_*" | LC_ALL=C sort | head -n 1)
 dotnet build src/EdgeHost -c Release -nologo -clp:ErrorsOnly >/dev/null
 export MALLOC_MMAP_THRESHOLD_=${MALLOC_MMAP_THRESHOLD_:-131072}
 dotnet src/EdgeHost/bin/Release/net10.0/edgevit.dll run Model="$shared/models/deit_tiny_patch16_224.safetensors" \
@@ -25,4 +25,5 @@ for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&
 python3 bench/http_bench.py load "http://127.0.0.1:$port" "$tench" "$clients" "$seconds" "$queue" >"$out/summary.json"
 jq . "$out/summary.json"
 jq -e '(.answers | keys | all(. == "200" or . == "503")) and .sent_equals_classified_plus_rejected and .p99_within_bound
-  and .rss_growth_after_10s <= 0.10' "$out/summary.json" >/dev/null && echo "http-load: PASS" || { echo "http-load: FAIL"; exit 1; }
+  and .rss_growth_after_10s <= 0.10' "$out/summary.json" >/dev/null || { echo "http-load: FAIL"; exit 1; }
+echo "http-load: PASS"

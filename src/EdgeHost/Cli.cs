@@ -48,9 +48,13 @@ public static class Cli
         var root = new RootCommand("EdgeViT: Vision Transformer (DeiT/ViT) inference for ARM edge boards.");
         root.Add(PredictCommand.Create(stdout));
         root.Add(EvalCommand.Create(stdout));
+#if !EDGEVIT_DEVICE // research commands: the developer build only (the device build has no ONNX Runtime or plotting)
         root.Add(BenchCommand.Create(stdout));
+#endif
         root.Add(CalibrateCommand.Create(stdout));
+#if !EDGEVIT_DEVICE
         root.Add(CompareCommand.Create(stdout));
+#endif
         root.Add(ExplainCommand.Create(stdout));
         root.Add(Service.RunCommand.Create(stdout, runDefaults));
         return root;

@@ -9,7 +9,7 @@ using Microsoft.Extensions.Options;
 namespace EdgeViT.Host.Service;
 
 /// <summary>
-/// <c>edgevit run [--config FILE] [Key=value | --Section:Key value ...]</c>: the long-running service. Tokens after
+/// <c>edgevit run [--config FILE] [--system-config DIR] [Key=value | --Section:Key value ...]</c>: the long-running service. Tokens after
 /// the options are configuration overrides (the highest layer). Start-up failures (invalid configuration, model,
 /// thresholds, source, port) end as one "edgevit: error: ..." line and a non-zero exit; a clean stop exits 0.
 /// </summary>
@@ -23,14 +23,21 @@ public static class RunCommand
             Description = "Configuration file (JSON, watched for changes) layered over appsettings.json and /etc/edgevit/*.json.",
             HelpName = "FILE",
         };
+        var systemConfig = new Option<string?>("--system-config")
+        {
+            Description = "Folder whose *.json files are read (name order) before --config; default /etc/edgevit.",
+            HelpName = "DIR",
+        };
         var command = new Command("run", "Run the inference service: frame source -> ViT with RCTP budget control -> verdict lines; HTTP API, OpenTelemetry, systemd.")
         {
             config,
+            systemConfig,
         };
         command.TreatUnmatchedTokensAsErrors = false; // configuration overrides: Budget:Target=0.7, --Trigger:Mode interval
         command.SetAction(parse => Run(parse.InvocationConfiguration.Error, (defaults ?? new ServiceHostSettings()) with
         {
             ConfigFile = parse.GetValue(config),
+            SystemConfigDirectory = parse.GetValue(systemConfig) ?? (defaults ?? new ServiceHostSettings()).SystemConfigDirectory,
             CommandLine = parse.UnmatchedTokens.ToArray(),
         }));
         return command;

@@ -59,6 +59,8 @@ public sealed class InferenceWorker : IHostedService, IDisposable
     public Classifier Classifier => _classifier;
     /// <summary>Jobs that may wait for the engine besides the one running.</summary>
     public int QueueLength { get; }
+    /// <summary>Jobs waiting now (not counting the one running).</summary>
+    public int Queued => _queue.Reader.Count;
     /// <summary>Stopwatch timestamp at which the job in progress started; 0 when idle (systemd watchdog).</summary>
     public long InFlightSince => _classifier.InFlightSince;
 

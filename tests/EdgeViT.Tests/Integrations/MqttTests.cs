@@ -5,6 +5,7 @@ using EdgeViT.Host.Service;
 using EdgeViT.Tests.Model;
 using EdgeViT.Tests.Service;
 using Xunit;
+using Xunit.Abstractions;
 
 namespace EdgeViT.Tests.Integrations;
 
@@ -13,7 +14,7 @@ namespace EdgeViT.Tests.Integrations;
 /// folder source): verdict topics and filters, Home Assistant discovery, budget/set, broker outage and recovery.
 /// </summary>
 [Collection(ServiceHostCollection.Name)]
-public partial class MqttTests
+public partial class MqttTests(ITestOutputHelper output)
 {
     private static Dictionary<string, string?> Config(int port, string baseTopic, string folder, string? thresholds = null)
     {
@@ -51,6 +52,10 @@ public partial class MqttTests
         var images = SharedAssets.Images();
         var config = Config(broker.Port, b, Folder(tmp, images[0], images[1], images[2]), ServiceFiles.WriteThresholds(tmp.File("t.json")));
         config["Mqtt:OutboxCapacity"] = "4";
+        // Every verdict also goes to a file, to report the engine's latency with the broker up and down.
+        string verdicts = tmp.File("verdicts.jsonl");
+        config["Results:Sink"] = "file";
+        config["Results:Path"] = verdicts;
         await using var service = await TestService.StartAsync(config);
         var bridge = service.App.Services.GetService(typeof(MqttBridge)) as MqttBridge;
         Assert.NotNull(bridge);
@@ -110,6 +115,11 @@ public partial class MqttTests
         Assert.Equal(0.6, service.Budget.Current.Budget);
 
         // Broker outage: the bridge notices, verdicts overflow the 4-slot outbox (dropped, counted), classification goes on.
+        // A dozen verdicts at the new budget with the broker up, for the latency report at the end.
+        long atNewBudget = service.Status.Classified;
+        var upSince = DateTimeOffset.UtcNow;
+        await TestService.WaitUntil(() => service.Status.Classified >= atNewBudget + 12, TimeSpan.FromSeconds(60), "verdicts with the broker up");
+        var killedAt = DateTimeOffset.UtcNow;
         await broker.KillAsync();
         await TestService.WaitUntil(() => !bridge!.Connected, TimeSpan.FromSeconds(30), "the bridge to see the broker gone");
         long classifiedAtOutage = service.Status.Classified, droppedAtOutage = bridge!.Outbox.Dropped;
@@ -121,12 +131,30 @@ public partial class MqttTests
         Assert.True(mqtt.GetProperty("dropped").GetInt64() > 0);
 
         // Broker back on the same port: the bridge reconnects, availability is online again, verdicts flow.
+        var restartedAt = DateTimeOffset.UtcNow;
         await broker.StartAsync();
         await using var probe2 = await MqttProbe.ConnectAsync(broker.Port, b + "/#");
         await probe2.WaitFor(m => m.Topic == b + "/availability" && m.Payload == "online", TimeSpan.FromSeconds(30), "availability online after the restart");
         await probe2.WaitFor(m => m.Topic == b + "/verdict" && !m.Retain, TimeSpan.FromSeconds(30), "a verdict after the restart");
         Assert.True(bridge.Connected);
         Assert.True(bridge.Connects >= 2);
+
+        // Reported, not asserted (timings on a shared machine): median infer and decode+preprocess+infer ms of the
+        // verdicts before the outage, during it and after the reconnect.
+        await service.StopAsync();
+        var rows = File.ReadAllLines(verdicts).Select(l => JsonDocument.Parse(l).RootElement)
+            .Select(v => (Time: v.GetProperty("time").GetDateTimeOffset(), Infer: v.GetProperty("latency_ms").GetProperty("infer").GetDouble(),
+                Processing: v.GetProperty("latency_ms").GetProperty("decode").GetDouble() + v.GetProperty("latency_ms").GetProperty("preprocess").GetDouble()
+                            + v.GetProperty("latency_ms").GetProperty("infer").GetDouble())).ToList();
+        static double Median(IEnumerable<double> xs) { var a = xs.Order().ToArray(); return a.Length == 0 ? double.NaN : a[a.Length / 2]; }
+        foreach (var (name, part) in new[]
+                 {
+                     ("broker up", rows.Where(r => r.Time >= upSince && r.Time < killedAt).ToList()), // same budget (0.6) in all three
+                     ("broker down", rows.Where(r => r.Time >= killedAt && r.Time < restartedAt).ToList()),
+                     ("reconnected", rows.Where(r => r.Time >= restartedAt).ToList()),
+                 })
+            output.WriteLine($"{name}: {part.Count} verdicts, median infer {Median(part.Select(r => r.Infer)):0.00} ms, processing {Median(part.Select(r => r.Processing)):0.00} ms");
+        output.WriteLine($"outbox: {bridge.Outbox.Enqueued} enqueued, {bridge.Outbox.Dropped} dropped, {bridge.Published} published, {bridge.Connects} connects");
     }
 
     [Fact(Timeout = 240_000)]

@@ -105,7 +105,7 @@ else
   publish=$work/publish
   # The device build: no ONNX Runtime, no plotting, no bench/compare; trimmed (src/EdgeHost/EdgeHost.csproj).
   note "building: dotnet publish src/EdgeHost -c Release -r $rid -p:EdgeVitDevice=true (a few minutes)"
-  args=(publish "$repo/src/EdgeHost" -c Release -r "$rid" -p:EdgeVitDevice=true -o "$publish" -nologo -clp:ErrorsOnly)
+  args=(publish "$repo/src/EdgeHost" -c Release -r "$rid" --self-contained -p:EdgeVitDevice=true -o "$publish" -nologo -clp:ErrorsOnly)
   [ "$r2r" = 0 ] || args+=(-p:PublishReadyToRun=true)
   DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 dotnet "${args[@]}" >"$work/publish.log" 2>&1 \
     || { cat "$work/publish.log" >&2; die "dotnet publish failed"; }

@@ -4,11 +4,12 @@
 #
 #   deploy/arm64-check.sh [THRESHOLDS.json]
 #
-# Runs, on both builds, with --json:
+# Runs, on both builds (the device publish, -p:EdgeVitDevice=true), with --json:
 #   predict on 3 shared images (top-1 class of each compared);
 #   eval --limit 20 dense (top-1/top-5 accuracy compared);
 #   with a thresholds file (the argument, or one calibrated here on x64 with --limit 40 --budgets 0.7):
-#   predict and eval --limit 20 with --thresholds FILE --budget 0.7 (the same comparisons).
+#   predict and eval --limit 20 with --thresholds FILE --budget 0.7 (the same comparisons);
+#   run (HTTP only): the 3 images POSTed to /v1/classify (top-1 classes compared).
 # GFLOPs and tokens kept per block are printed side by side for information: a token whose class-attention score sits
 # on a threshold may fall the other way on another SIMD path, so they are not a pass/fail criterion; classes and
 # accuracies are. Exits non-zero on any mismatch or failure.
@@ -60,7 +61,8 @@ if [ "${ARM64_CHECK_SKIP_PUBLISH:-0}" != 1 ] || [ ! -x "$x64/edgevit" ] || [ ! -
   for rid in linux-x64 linux-arm64; do
     out=$x64; [ "$rid" = linux-arm64 ] && out=$arm
     t0=$(ms)
-    dotnet publish src/EdgeHost -c Release -r "$rid" --self-contained -o "$out" -nologo -clp:ErrorsOnly >"$work/publish.log" 2>&1 \
+    # The device build, as install.sh and the Dockerfile ship it (trimmed, no ONNX Runtime or plotting).
+    dotnet publish src/EdgeHost -c Release -r "$rid" -p:EdgeVitDevice=true -o "$out" -nologo -clp:ErrorsOnly >"$work/publish.log" 2>&1 \
       || { cat "$work/publish.log" >&2; die "dotnet publish -r $rid failed"; }
     echo "publish $rid: $(( ($(ms) - t0) / 1000 )) s, $(du -sh "$out" | cut -f1)"
   done
@@ -143,7 +145,39 @@ run eval-dense eval --model "$model" --images "$images" --synsets "$synsets" --l
 run predict-0.7 predict --model "$model" --synsets "$synsets" --thresholds "$thresholds" --budget 0.7 "${three[@]}" || true
 run eval-0.7 eval --model "$model" --images "$images" --synsets "$synsets" --limit "$limit" --thresholds "$thresholds" --budget 0.7 || true
 
+# The service: `run` on both builds (HTTP only), the same 3 images POSTed; top-1 classes compared as for predict.
+serve() { # serve ARCH PORT: starts `edgevit run`, waits for /healthz, POSTs the images, stops it
+  local arch=$1 port=$2 pid t0 i
+  t0=$(ms)
+  "run_$arch" run Model="$model" Synsets="$synsets" Source:Kind=none Trigger:Mode=http Results:Sink=none \
+    Http:Urls="http://127.0.0.1:$port" Telemetry:Otlp=off >"$work/run.$arch.log" 2>&1 &
+  pid=$!
+  for i in $(seq 600); do
+    curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.5
+  done
+  if ! curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; then
+    echo "FAIL run ($arch): the service did not start"; tail -5 "$work/run.$arch.log" | sed 's/^/    /'
+    kill "$pid" 2>/dev/null || true; status=1; failed=$((failed + 1)); return 1
+  fi
+  printf '  %-16s %-6s %6.1f s to /healthz\n' run "$arch" "$(echo "($(ms) - $t0) / 1000" | bc -l)"
+  for i in "${three[@]}"; do
+    curl -sf -X POST --data-binary "@$i" -H 'Content-Type: application/octet-stream' "http://127.0.0.1:$port/v1/classify" || echo '{}'
+    echo
+  done | jq -s '{results: .}' >"$work/run-http.$arch.json"
+  kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+}
+if command -v curl >/dev/null; then
+  serve x64 18190 || true
+  serve arm64 18191 || true
+else
+  echo "FAIL run: curl missing"; status=1; failed=$((failed + 1))
+fi
+
 echo "comparison:"
+same run-http "top-1 classes" '[.results[].top[0].class]'
+info run-http "top-1 score" '[.results[].top[0].score]'
 for name in predict-dense predict-0.7; do
   same "$name" "top-1 classes" '[.results[].top[0].class]'
   info "$name" "top-1 prob" '[.results[].top[0].prob]'

@@ -11,7 +11,9 @@
 #   Docker    hadolint when installed; else dockerfile-utils lint (npm) plus grep rules for hadolint's main checks
 #   Prometheus  promtool check config; every dashboard query: promtool check rules (syntax) and promtool test rules
 #             against synthetic series named from grafana/metrics.json (each query must return data)
+#   mosquitto compose's broker config, started by Debian's mosquitto on a scratch port
 #   dashboard JSON validity (jq), datasource uid = provisioned uid, every metric/label in a query is in metrics.json
+#             (edgevit.json and the fleet view fleet.json)
 #   collector otel-collector.yaml: pipelines only use defined components, ports agree with compose/prometheus.yml
 #             (no otelcol binary in Debian or npm: a structural check, not the collector's own validation)
 #
@@ -43,10 +45,11 @@ check() {
 py=python3; if [ -x /usr/bin/python3 ]; then py=/usr/bin/python3; fi  # Debian python3 has PyYAML (yamllint needs it)
 scripts=(deploy/validate.sh deploy/arm64-check.sh deploy/publish-measure.sh deploy/chroot-install-test.sh
          deploy/systemd/install.sh deploy/systemd/uninstall.sh)
-yaml=(deploy/docker/compose.yaml deploy/docker/compose.devices.yaml deploy/docker/otel-collector.yaml
+yaml=(deploy/docker/compose.yaml deploy/docker/compose.devices.yaml deploy/docker/compose.fleet.yaml deploy/docker/otel-collector.yaml
       deploy/docker/prometheus.yml deploy/docker/grafana/provisioning/datasources/prometheus.yaml
       deploy/docker/grafana/provisioning/dashboards/edgevit.yaml deploy/docker/.dclintrc)
 dashboard=deploy/docker/grafana/dashboards/edgevit.json
+fleet_dashboard=deploy/docker/grafana/dashboards/fleet.json
 catalog=deploy/docker/grafana/metrics.json
 
 # --- shell -----------------------------------------------------------------------------------------------------
@@ -173,12 +176,13 @@ else skip "yamllint (apt-get install yamllint)"; fi
 # --- compose -------------------------------------------------------------------------------------------------------
 mkdir -p "$work/data"
 if have dclint; then
-  check "dclint (compose-spec schema + rules) compose.yaml compose.devices.yaml" \
-    dclint -c deploy/docker/.dclintrc deploy/docker/compose.yaml deploy/docker/compose.devices.yaml
+  check "dclint (compose-spec schema + rules) compose.yaml compose.devices.yaml compose.fleet.yaml" \
+    dclint -c deploy/docker/.dclintrc deploy/docker/compose.yaml deploy/docker/compose.devices.yaml deploy/docker/compose.fleet.yaml
 else skip "dclint (npm install -g dclint)"; fi
 if have docker && docker compose version >/dev/null 2>&1; then
   check "docker compose config -q (with the devices overlay)" env EDGEVIT_DATA="$work/data" \
     docker compose -f deploy/docker/compose.yaml -f deploy/docker/compose.devices.yaml config -q
+  check "docker compose config -q (fleet)" env EDGEVIT_DATA="$work/data" docker compose -f deploy/docker/compose.fleet.yaml config -q
 else
   echo "skip docker compose config -q: the docker client here has no compose plugin (dclint above checked the schema)"
   skipped=$((skipped + 1))
@@ -229,23 +233,46 @@ dockerfile_rules() {
 }
 check "Dockerfile rules (tags, apt hygiene, non-root 10001, JSON entrypoint, pipefail, cross-build, healthcheck)" dockerfile_rules
 
+# --- Mosquitto ------------------------------------------------------------------------------------------------------
+# The compose broker's config, started for real by Debian's mosquitto (port and data folder moved to scratch ones):
+# a bad directive makes it exit at once; still running after 2 s (timeout's exit 124) means it took the file.
+mosquitto_test() {
+  local conf=$work/mosquitto.conf port
+  port=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  mkdir -p "$work/mosquitto-data"
+  sed -e "s#^listener 1883 0.0.0.0#listener $port 127.0.0.1#" -e "s#^persistence_location .*#persistence_location $work/mosquitto-data/#" \
+    deploy/docker/mosquitto.conf >"$conf"
+  grep -q "^listener $port 127.0.0.1" "$conf" || { echo "mosquitto.conf has no 'listener 1883 0.0.0.0' line"; return 1; }
+  local rc=0
+  timeout 2 "$mosq" -c "$conf" >"$work/mosq.log" 2>&1 || rc=$?
+  [ "$rc" = 124 ] || { cat "$work/mosq.log"; echo "mosquitto exited with $rc on the config"; return 1; }
+}
+mosq=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+if [ -x "$mosq" ]; then check "mosquitto.conf: Debian's mosquitto starts with it" mosquitto_test
+else skip "mosquitto (apt-get install mosquitto)"; fi
+
 # --- Prometheus, dashboard, collector --------------------------------------------------------------------------------
 if have jq; then
-  check "JSON: dashboard, metrics catalog, example config (jq)" jq -e . "$dashboard" "$catalog" deploy/systemd/etc/edgevit/edgevit.json
+  check "JSON: dashboards, metrics catalog, example config (jq)" jq -e . "$dashboard" "$fleet_dashboard" "$catalog" deploy/systemd/etc/edgevit/edgevit.json
 else
-  check "JSON: dashboard, metrics catalog, example config (python3 -m json.tool)" \
-    sh -c "for f in $dashboard $catalog deploy/systemd/etc/edgevit/edgevit.json; do python3 -m json.tool \"\$f\" >/dev/null || exit 1; done"
+  check "JSON: dashboards, metrics catalog, example config (python3 -m json.tool)" \
+    sh -c "for f in $dashboard $fleet_dashboard $catalog deploy/systemd/etc/edgevit/edgevit.json; do python3 -m json.tool \"\$f\" >/dev/null || exit 1; done"
 fi
-check "dashboard: metric and label names in every query are in metrics.json; datasource uid provisioned" \
-  "$py" deploy/docker/grafana/check_dashboard.py names "$dashboard" "$catalog" deploy/docker/grafana/provisioning/datasources/prometheus.yaml
+for d in "$dashboard" "$fleet_dashboard"; do
+  check "dashboard $(basename "$d"): metric and label names in every query are in metrics.json; datasource uid provisioned" \
+    "$py" deploy/docker/grafana/check_dashboard.py names "$d" "$catalog" deploy/docker/grafana/provisioning/datasources/prometheus.yaml
+done
 check "otel-collector.yaml: pipelines use defined components; ports agree with compose and prometheus.yml" \
   "$py" deploy/docker/grafana/check_dashboard.py collector deploy/docker/otel-collector.yaml deploy/docker/compose.yaml deploy/docker/prometheus.yml
 if have promtool; then
   check "promtool check config prometheus.yml" promtool check config deploy/docker/prometheus.yml
-  "$py" deploy/docker/grafana/check_dashboard.py promtool "$dashboard" "$catalog" "$work/rules.yml" "$work/rules.test.yml" >"$work/gen" 2>&1 \
-    || { cat "$work/gen"; bad "generating promtool files from the dashboard"; }
-  check "promtool check rules: every dashboard query parses ($(grep -c 'record:' "$work/rules.yml" 2>/dev/null) queries)" promtool check rules "$work/rules.yml"
-  check "promtool test rules: every dashboard query returns data on synthetic series named from metrics.json" promtool test rules "$work/rules.test.yml"
+  for d in "$dashboard" "$fleet_dashboard"; do
+    n=$(basename "$d" .json)
+    "$py" deploy/docker/grafana/check_dashboard.py promtool "$d" "$catalog" "$work/rules-$n.yml" "$work/rules-$n.test.yml" >"$work/gen" 2>&1 \
+      || { cat "$work/gen"; bad "generating promtool files from $n.json"; }
+    check "promtool check rules: every $n.json query parses ($(grep -c 'record:' "$work/rules-$n.yml" 2>/dev/null) queries)" promtool check rules "$work/rules-$n.yml"
+    check "promtool test rules: every $n.json query returns data on synthetic series named from metrics.json" promtool test rules "$work/rules-$n.test.yml"
+  done
 else skip "promtool (apt-get install prometheus)"; fi
 
 # The count line alone, as tests/run.sh's counter and CI read it.

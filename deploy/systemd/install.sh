@@ -9,7 +9,7 @@
 #
 #   --rid RID        runtime to build for (default: this machine's: aarch64 -> linux-arm64, x86_64 -> linux-x64)
 #   --from DIR       install this prebuilt self-contained publish instead of building
-#                    (dotnet publish src/EdgeHost -c Release -r RID --self-contained -o DIR); must contain ./edgevit
+#                    (dotnet publish src/EdgeHost -c Release -r RID -p:EdgeVitDevice=true -o DIR); must contain ./edgevit
 #   --model FILE     weights (.safetensors or .onnx) -> /var/lib/edgevit/model.EXT
 #   --thresholds F   RCTP thresholds from 'edgevit calibrate' -> /var/lib/edgevit/thresholds.json
 #   --synsets FILE   class names -> /var/lib/edgevit/synsets.txt
@@ -103,8 +103,9 @@ if [ -n "$from" ]; then
 else
   command -v dotnet >/dev/null || die "dotnet SDK not found: install it, or publish elsewhere and pass --from DIR"
   publish=$work/publish
-  note "building: dotnet publish src/EdgeHost -c Release -r $rid --self-contained (a few minutes)"
-  args=(publish "$repo/src/EdgeHost" -c Release -r "$rid" --self-contained -o "$publish" -nologo -clp:ErrorsOnly -p:DebugType=none)
+  # The device build: no ONNX Runtime, no plotting, no bench/compare; trimmed (src/EdgeHost/EdgeHost.csproj).
+  note "building: dotnet publish src/EdgeHost -c Release -r $rid -p:EdgeVitDevice=true (a few minutes)"
+  args=(publish "$repo/src/EdgeHost" -c Release -r "$rid" --self-contained -p:EdgeVitDevice=true -o "$publish" -nologo -clp:ErrorsOnly)
   [ "$r2r" = 0 ] || args+=(-p:PublishReadyToRun=true)
   DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 dotnet "${args[@]}" >"$work/publish.log" 2>&1 \
     || { cat "$work/publish.log" >&2; die "dotnet publish failed"; }

@@ -11,11 +11,12 @@ namespace EdgeViT.Host;
 /// </summary>
 public static class Cli
 {
-    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+    /// <param name="runDefaults">Configuration locations for `run` (null: the real ones; tests pass hermetic ones).</param>
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr, Service.ServiceHostSettings? runDefaults = null)
     {
         try
         {
-            var root = BuildRootCommand(stdout);
+            var root = BuildRootCommand(stdout, runDefaults);
             var parse = root.Parse(args);
             // Help and version clear parse errors (so "predict --help" works without --model); anything else with
             // errors is a usage error, reported as one line instead of System.CommandLine's help dump.
@@ -42,16 +43,20 @@ public static class Cli
         }
     }
 
-    public static RootCommand BuildRootCommand(TextWriter stdout)
+    public static RootCommand BuildRootCommand(TextWriter stdout, Service.ServiceHostSettings? runDefaults = null)
     {
         var root = new RootCommand("EdgeViT: Vision Transformer (DeiT/ViT) inference for ARM edge boards.");
         root.Add(PredictCommand.Create(stdout));
         root.Add(EvalCommand.Create(stdout));
+#if !EDGEVIT_DEVICE // research commands: the developer build only (the device build has no ONNX Runtime or plotting)
         root.Add(BenchCommand.Create(stdout));
+#endif
         root.Add(CalibrateCommand.Create(stdout));
+#if !EDGEVIT_DEVICE
         root.Add(CompareCommand.Create(stdout));
+#endif
         root.Add(ExplainCommand.Create(stdout));
-        root.Add(Service.RunCommand.Create(stdout));
+        root.Add(Service.RunCommand.Create(stdout, runDefaults));
         return root;
     }
 }

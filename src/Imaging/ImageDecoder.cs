@@ -24,7 +24,27 @@ public readonly record struct RgbFrame(int Width, int Height, byte[] Buffer)
 }
 
 /// <summary>A file or buffer that is not a decodable image; message is one line naming it.</summary>
-public sealed class ImageDecodeException(string message) : Exception(message);
+public class ImageDecodeException(string message) : Exception(message);
+
+/// <summary>An image whose header declares more pixels than the decoder's limit: refused before any pixel is decoded.</summary>
+public sealed class ImageTooLargeException(string message, int width, int height) : ImageDecodeException(message)
+{
+    public int Width { get; } = width;
+    public int Height { get; } = height;
+}
+
+/// <summary>
+/// What a decoder may do with an image. <see cref="MaxPixels"/>: width x height read from the header above it is
+/// refused (a 1 MB PNG can declare 20000x20000, i.e. 1.6 GB of RGBA). <see cref="MinShortSide"/>: when positive, a
+/// JPEG whose shorter side is far above it is decoded at a reduced scale (libjpeg's DCT scaling, k/8) whose shorter
+/// side is still at least this: faster and smaller, and the resampler that follows sees the same picture.
+/// </summary>
+public readonly record struct DecodeLimits(long MaxPixels = DecodeLimits.DefaultMaxPixels, int MinShortSide = 0)
+{
+    /// <summary>40 MP: 160 MB of RGBA while decoding, which a 2 GB board survives.</summary>
+    public const long DefaultMaxPixels = 40_000_000;
+    public static DecodeLimits Default => new(DefaultMaxPixels);
+}
 
 /// <summary>
 /// Decodes JPEG, PNG and whatever else Skia reads into RGB24 the way PIL's Image.open(...).convert("RGB") does:
@@ -32,10 +52,11 @@ public sealed class ImageDecodeException(string message) : Exception(message);
 /// </summary>
 public static class ImageDecoder
 {
-    /// <summary>FileNotFoundException for a missing path, ImageDecodeException for anything not decodable.</summary>
-    public static RgbImage Decode(string path) => ToImage(new ReusableImageDecoder().Decode(path));
+    /// <summary>FileNotFoundException for a missing path, ImageDecodeException for anything not decodable or too large.</summary>
+    public static RgbImage Decode(string path, DecodeLimits? limits = null) => ToImage(new ReusableImageDecoder(limits ?? DecodeLimits.Default).Decode(path));
 
-    public static RgbImage Decode(ReadOnlySpan<byte> encoded, string what) => ToImage(new ReusableImageDecoder().Decode(encoded, what));
+    public static RgbImage Decode(ReadOnlySpan<byte> encoded, string what, DecodeLimits? limits = null) =>
+        ToImage(new ReusableImageDecoder(limits ?? DecodeLimits.Default).Decode(encoded, what));
 
     // A fresh decoder sizes its buffer exactly, so the frame's buffer can be handed over as the image's pixels.
     private static RgbImage ToImage(RgbFrame frame) => new(frame.Width, frame.Height, frame.Buffer);
@@ -44,13 +65,21 @@ public static class ImageDecoder
 /// <summary>
 /// Decoder for hot paths (camera, service): its RGBA scratch, RGB output and file buffers grow to the largest
 /// image seen and are reused, so steady-state decoding allocates no pixel memory (only Skia's small handle
-/// objects). Not thread-safe: one per decoding thread.
+/// objects). Buffers above <see cref="RetainedPixels"/> are not kept, so one large image does not pin its memory.
+/// Not thread-safe: one per decoding thread.
 /// </summary>
-public sealed class ReusableImageDecoder
+public sealed class ReusableImageDecoder(DecodeLimits limits)
 {
+    /// <summary>Largest image (pixels) whose buffers are kept for reuse: a 12 MP camera still.</summary>
+    public const long RetainedPixels = 12_000_000;
+
     private byte[] _rgba = [];
     private byte[] _rgb = [];
     private byte[] _file = [];
+
+    public ReusableImageDecoder() : this(DecodeLimits.Default) { }
+
+    public DecodeLimits Limits { get; } = limits;
 
     /// <summary>Reads and decodes a file. FileNotFoundException for a missing path.</summary>
     public RgbFrame Decode(string path)
@@ -85,26 +114,48 @@ public sealed class ReusableImageDecoder
 
             var src = codec.Info;
             int width = src.Width, height = src.Height;
-            long rgbaBytes = 4L * width * height;
-            if (width <= 0 || height <= 0 || rgbaBytes > Array.MaxLength)
+            long pixels = (long)width * height;
+            if (width <= 0 || height <= 0)
                 throw new ImageDecodeException($"{what}: unsupported image size {width}x{height}");
+            if (pixels > Limits.MaxPixels || 4 * pixels > Array.MaxLength)
+                throw new ImageTooLargeException($"{what}: image of {width}x{height} pixels ({pixels / 1e6:0.#} MP) is above the limit of " +
+                    $"{Limits.MaxPixels / 1e6:0.#} MP; refused before decoding", width, height);
+
+            if (Limits.MinShortSide > 0 && codec.EncodedFormat == SKEncodedImageFormat.Jpeg && Math.Min(width, height) >= 2 * Limits.MinShortSide)
+            {
+                // libjpeg-turbo scales by k/8 and rounds the scale up: the shorter side stays >= MinShortSide.
+                var scaled = codec.GetScaledDimensions((float)Limits.MinShortSide / Math.Min(width, height));
+                if (scaled.Width > 0 && scaled.Height > 0 && Math.Min(scaled.Width, scaled.Height) >= Limits.MinShortSide)
+                    (width, height) = (scaled.Width, scaled.Height);
+            }
+            long rgbaBytes = 4L * width * height;
 
             // RGBA8888 whatever the source (grey, palette, 16-bit) so one conversion covers all; unpremultiplied so a
             // transparent pixel keeps its colour as PIL reports it; no colour space so Skia applies no ICC transform.
             var alpha = src.AlphaType == SKAlphaType.Opaque ? SKAlphaType.Opaque : SKAlphaType.Unpremul;
             var info = new SKImageInfo(width, height, SKColorType.Rgba8888, alpha, null);
-            Grow(ref _rgba, (int)rgbaBytes);
+            bool retain = (long)width * height <= RetainedPixels;
+            var rgbaBuffer = Buffer(ref _rgba, (int)rgbaBytes, retain);
             SKCodecResult result;
-            fixed (byte* rgba = _rgba)
+            fixed (byte* rgba = rgbaBuffer)
                 result = codec.GetPixels(info, (IntPtr)rgba, width * 4, SKCodecOptions.Default);
             // IncompleteInput (truncated) still fills the missing rows with grey; PIL refuses such files, so do we.
             if (result != SKCodecResult.Success)
                 throw new ImageDecodeException($"{what}: truncated or corrupt {codec.EncodedFormat} data ({result})");
 
-            Grow(ref _rgb, width * height * 3);
-            PixelConvert.RgbaToRgb(_rgba.AsSpan(0, (int)rgbaBytes), _rgb, SimdLevels.Best);
-            return new RgbFrame(width, height, _rgb);
+            var rgb = Buffer(ref _rgb, width * height * 3, retain);
+            PixelConvert.RgbaToRgb(rgbaBuffer.AsSpan(0, (int)rgbaBytes), rgb, SimdLevels.Best);
+            return new RgbFrame(width, height, rgb);
         }
+    }
+
+    /// <summary>The reused buffer grown to <paramref name="length"/>, or (too large to keep) a one-off one.</summary>
+    private static byte[] Buffer(ref byte[] buffer, int length, bool retain)
+    {
+        if (buffer.Length >= length) return buffer;
+        if (!retain) return GC.AllocateUninitializedArray<byte>(length);
+        Grow(ref buffer, length);
+        return buffer;
     }
 
     // Grow-only and exact: a fresh decoder's buffer is exactly the first image's size (ImageDecoder relies on it).

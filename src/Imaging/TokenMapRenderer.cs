@@ -61,7 +61,7 @@ public static class TokenMapRenderer
         "/usr/share/fonts/truetype/freefont/FreeSans.ttf",
     ];
 
-    private static SKTypeface ResolveTypeface()
+    internal static SKTypeface ResolveTypeface()
     {
         foreach (var path in FontPaths)
             if (File.Exists(path) && SKTypeface.FromFile(path) is { } face) return face;

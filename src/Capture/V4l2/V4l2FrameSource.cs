@@ -520,7 +520,7 @@ public sealed unsafe class V4l2FrameSource : IFrameSource
     private static string LibcameraHint(string driver, bool force) =>
         force || IsLibcameraDriver(driver)
             ? "; this looks like a libcamera-only CSI camera (Raspberry Pi camera module, Jetson CSI sensor), which has no directly usable V4L2 capture node:"
-              + " stream it with rpicam-vid (e.g. rpicam-vid -t 0 --codec mjpeg --listen -o tcp://127.0.0.1:8888) and use the ffmpeg source on that URL, or run under libcamerify"
+              + " use Source:Kind=libcamera (rpicam-vid, from rpicam-apps), or run under libcamerify"
             : "";
 
     private static string NotCaptureMessage(string who, uint caps, string driver)

@@ -1,6 +1,8 @@
 using EdgeViT.Imaging;
 using EdgeViT.Kernels.Model;
+#if !EDGEVIT_DEVICE
 using Microsoft.ML.OnnxRuntime;
+#endif
 
 namespace EdgeViT.Host.Commands;
 
@@ -49,7 +51,9 @@ public static class ErrorReporter
         FileNotFoundException f => (ExitCodes.InputError,
             f.FileName is { Length: > 0 } name && !f.Message.Contains(name, StringComparison.Ordinal) ? $"file not found: {name}" : f.Message),
         DirectoryNotFoundException or UnauthorizedAccessException or IOException => (ExitCodes.InputError, ex.Message),
+#if !EDGEVIT_DEVICE
         OnnxRuntimeException => (ExitCodes.InputError, "ONNX Runtime: " + ex.Message),
+#endif
         OutOfMemoryException => (ExitCodes.InputError, "out of memory: " + ex.Message),
         _ => (ExitCodes.InputError, $"unexpected {ex.GetType().Name}: {ex.Message}" + (Debug ? "" : " (set EDGEVIT_DEBUG=1 for details)")),
     };

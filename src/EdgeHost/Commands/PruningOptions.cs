@@ -47,14 +47,21 @@ public sealed class PruningOptions
             if (Thresholds is not null) Inputs.RequireFile(Thresholds, "thresholds file");
         }
 
-        /// <summary>The threshold set for the model, or null for dense; errors name the file and what is wrong.</summary>
+        /// <summary>
+        /// The threshold set for the model, or null for dense; errors name the file and what is wrong. The set is
+        /// chosen by the service's rule (<see cref="Service.ThresholdCatalog.Select"/>), so `predict --budget 0.7`
+        /// runs what `run` with Budget:Target=0.7 runs.
+        /// </summary>
         public ThresholdSet? Resolve(VitWeights weights)
         {
             if (Thresholds is null) return null;
             var file = ThresholdFile.Load(Thresholds);
             file.EnsureMatches(weights);
-            double budget = Budget ?? GFlops!.Value / file.DenseGFlops;
-            return file.Select(budget);
+            var catalog = Service.ThresholdCatalog.FromFile(file, Service.LoadedModel.DenseGFlops(weights));
+            var chosen = catalog.Select(Budget ?? 1.0, GFlops) ?? throw new ModelFormatException(GFlops is double g
+                ? $"{Path.GetFileName(file.Source)}: --gflops {g.ToString("0.###", CultureInfo.InvariantCulture)} is below the cheapest threshold set ({catalog.Cheapest.GFlops.ToString("0.###", CultureInfo.InvariantCulture)} GFLOPs)"
+                : $"{Path.GetFileName(file.Source)}: budget {Budget!.Value.ToString("0.###", CultureInfo.InvariantCulture)} is below the lowest calibrated budget {file.MinBudget.ToString("0.###", CultureInfo.InvariantCulture)} (the file covers {file.MinBudget.ToString("0.###", CultureInfo.InvariantCulture)}..{file.MaxBudget.ToString("0.###", CultureInfo.InvariantCulture)})");
+            return chosen.IsDense ? null : file.Sets.First(s => ReferenceEquals(s.Thresholds, chosen.Thresholds));
         }
     }
 }

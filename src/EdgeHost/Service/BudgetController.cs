@@ -2,7 +2,7 @@ using System.Globalization;
 
 namespace EdgeViT.Host.Service;
 
-public enum BudgetMode { Fixed, Flops, Latency }
+public enum BudgetMode { Flops, Latency, Fixed }
 
 /// <summary>What the controller holds, validated against a catalog by <see cref="BudgetController.Apply"/>.</summary>
 public sealed record BudgetSettings
@@ -20,17 +20,10 @@ public sealed record BudgetSettings
     public int MinDwellUpMs { get; init; } = 3000;
     public int FlopsWindow { get; init; } = 64;
 
-    public static BudgetMode ParseMode(string text) => text.ToLowerInvariant() switch
-    {
-        "fixed" => BudgetMode.Fixed,
-        "flops" => BudgetMode.Flops,
-        "latency" => BudgetMode.Latency,
-        _ => throw new ArgumentException($"mode must be one of flops|latency|fixed (got '{text}')"),
-    };
-
+    /// <summary>The controller's settings from the one settings model (validated there: enums, ranges).</summary>
     public static BudgetSettings From(BudgetOptions o) => new()
     {
-        Mode = ParseMode(o.Mode),
+        Mode = o.Mode,
         Target = o.Target,
         TargetGFlops = o.TargetGFlops,
         TargetP95Ms = o.TargetP95Ms,
@@ -40,6 +33,21 @@ public sealed record BudgetSettings
         MinDwellMs = o.MinDwellMs,
         MinDwellUpMs = o.MinDwellUpMs,
         FlopsWindow = o.FlopsWindow,
+    };
+
+    /// <summary>Back to the options model, so a change (PUT /v1/budget) is validated by the same rules as configuration.</summary>
+    public BudgetOptions ToOptions() => new()
+    {
+        Mode = Mode,
+        Target = Target,
+        TargetGFlops = TargetGFlops,
+        TargetP95Ms = TargetP95Ms,
+        Hysteresis = Hysteresis,
+        WindowMs = WindowMs,
+        MinSamples = MinSamples,
+        MinDwellMs = MinDwellMs,
+        MinDwellUpMs = MinDwellUpMs,
+        FlopsWindow = FlopsWindow,
     };
 
     public string ModeName => Mode.ToString().ToLowerInvariant();
@@ -92,7 +100,27 @@ public sealed class BudgetController
     public ThresholdCatalog Catalog { get; }
     /// <summary>False without a thresholds file: the model runs dense and the settings are only reported.</summary>
     public bool Enabled => Catalog.HasThresholds;
-    public ActiveSet Current => _active;
+    /// <summary>The set frames run with: the controller's choice, held at or below <see cref="ThermalCap"/> while that is set.</summary>
+    public ActiveSet Current => _active.Index > _thermalCap ? Catalog.Sets[_thermalCap] : _active;
+    /// <summary>The controller's own choice, before the thermal cap.</summary>
+    public ActiveSet Chosen => _active;
+    /// <summary>Highest set index allowed while the SoC is hot (<see cref="ThermalGuard"/>); null = no cap.</summary>
+    public int? ThermalCap => _thermalCap == int.MaxValue ? null : _thermalCap;
+    private volatile int _thermalCap = int.MaxValue;
+
+    /// <summary>Caps the set index (null lifts the cap); raises <see cref="Switched"/> when the set frames run with changes.</summary>
+    public void SetThermalCap(int? maxIndex, string reason)
+    {
+        ActiveSet before, after;
+        lock (_lock)
+        {
+            before = Current;
+            _thermalCap = maxIndex is int m ? Math.Clamp(m, 0, Catalog.Sets.Count - 1) : int.MaxValue;
+            after = Current;
+            if (!ReferenceEquals(before, after)) LastReason = reason;
+        }
+        if (!ReferenceEquals(before, after)) Switched?.Invoke(before, after, reason);
+    }
     public BudgetSettings Settings => _settings;
     public long Switches { get; private set; }
     /// <summary>Why the last switch happened (for /v1/status and logs).</summary>
@@ -167,7 +195,7 @@ public sealed class BudgetController
             if (!Enabled) return;
             var next = settings.Mode switch
             {
-                BudgetMode.Fixed => settings.TargetGFlops is double g ? Catalog.ForGFlops(g)! : Catalog.ForBudget(settings.Target)!,
+                BudgetMode.Fixed => Catalog.Select(settings.Target, settings.TargetGFlops)!,
                 BudgetMode.Flops => Catalog.ForGFlops(TargetGFlops(settings)) ?? Catalog.Cheapest,
                 // Latency: start from the cheapest set and climb once latencies show headroom.
                 _ => before == Catalog.Dense && Switches == 0 ? Catalog.Cheapest : before,
@@ -197,8 +225,9 @@ public sealed class BudgetController
     private void ObserveFlops(BudgetSettings s, double gflops)
     {
         var current = _active;
+        int ran = Current.Index; // the set the frame ran with (the thermal cap may hold it below the choice)
         if (double.IsFinite(gflops) && gflops > 0)
-            _expected[current.Index] = 0.8 * _expected[current.Index] + 0.2 * gflops;
+            _expected[ran] = 0.8 * _expected[ran] + 0.2 * gflops;
         _samplesOnSet++;
         int w = _flops.Length;
         if (_flopsCount == w) _flopsSum -= _flops[_flopsHead];

@@ -23,7 +23,7 @@ public sealed class LoadedModel
     /// <summary>Loads and cross-checks model, synsets and thresholds; errors are one line naming the file.</summary>
     public static LoadedModel Load(EdgeVitOptions o)
     {
-        string model = o.Model ?? throw new UsageException("Model is required (path of the .safetensors or .onnx weights)");
+        string model = o.Model ?? throw new ServiceConfigException("Model is required (path of the .safetensors or .onnx weights)");
         if (o.Thresholds is { Length: > 0 } t) Inputs.RequireFile(t, "thresholds file");
         var synsets = o.Synsets is { Length: > 0 } s ? SynsetTable.Load(s) : null;
         var weights = Inputs.LoadModel(model);
@@ -48,15 +48,16 @@ public sealed class LoadedModel
 /// <summary>
 /// decode -> preprocess -> infer -> top-k for one frame, with the threshold set the budget controller has active.
 /// Owns the engine (single-caller) and every buffer: steady-state classification of frames of a repeated size
-/// allocates nothing (Skia's small per-decode handles aside; raw RGB24 frames skip the decoder). Callers
-/// serialise through <see cref="Gate"/> (the frame loop and HTTP share the one engine; two cores do not gain from
-/// two). Each stage is a child span of the caller's current activity and a point of edgevit.stage.duration.
+/// allocates nothing (Skia's small per-decode handles aside; raw RGB24 frames skip the decoder). Single-caller:
+/// only the <see cref="Inference.InferenceWorker"/>'s thread calls it. Images above Input:MaxPixels are refused from
+/// their header; large JPEGs decode at a reduced DCT scale that keeps the shorter side at least twice the resize
+/// target. Each stage is a child span of the caller's current activity and a point of edgevit.stage.duration.
 /// </summary>
 public sealed class Classifier : IDisposable
 {
     private readonly VitEngine _engine;
     private readonly ImagePreprocessor _preprocessor;
-    private readonly ReusableImageDecoder _decoder = new();
+    private readonly ReusableImageDecoder _decoder;
     private readonly float[] _chw, _logits, _probs;
     private readonly int[] _top;
     private readonly BudgetController _budget;
@@ -64,7 +65,6 @@ public sealed class Classifier : IDisposable
     private long _inFlightSince;
 
     public LoadedModel Model { get; }
-    public SemaphoreSlim Gate { get; } = new(1, 1);
     public int TopK => _top.Length;
     public int Depth => Model.Config.Depth;
     public string Simd => _engine.Simd.ToString();
@@ -73,13 +73,15 @@ public sealed class Classifier : IDisposable
     /// <summary>Stopwatch timestamp at which the classification in progress started; 0 when idle (watchdog).</summary>
     public long InFlightSince => Interlocked.Read(ref _inFlightSince);
 
-    public Classifier(LoadedModel model, BudgetController budget, ServiceInstruments metrics, int threads, int topK)
+    public Classifier(LoadedModel model, BudgetController budget, ServiceInstruments metrics, int threads, int topK, long maxPixels = DecodeLimits.DefaultMaxPixels)
     {
         Model = model;
         _budget = budget;
         _metrics = metrics;
         _engine = new VitEngine(model.Weights, new EngineOptions(threads));
-        _preprocessor = new ImagePreprocessor(Inputs.PreprocessFor(model.Config));
+        var preprocess = Inputs.PreprocessFor(model.Config);
+        _preprocessor = new ImagePreprocessor(preprocess);
+        _decoder = new ReusableImageDecoder(new DecodeLimits(maxPixels, 2 * preprocess.ResizeShortSide));
         _chw = new float[_preprocessor.OutputLength];
         _logits = new float[model.Config.Classes];
         _probs = new float[model.Config.Classes];
@@ -122,6 +124,8 @@ public sealed class Classifier : IDisposable
             {
                 if (frame.Width <= 0 || frame.Height <= 0 || frame.Stride < frame.Width * 3 || (long)frame.Stride * frame.Height > frame.Length)
                     throw new ImageDecodeException($"{frame.Origin}: RGB24 frame {frame.Width}x{frame.Height} stride {frame.Stride} does not fit its {frame.Length} bytes");
+                if ((long)frame.Width * frame.Height > _decoder.Limits.MaxPixels)
+                    throw new ImageTooLargeException($"{frame.Origin}: RGB24 frame {frame.Width}x{frame.Height} is above the limit of {_decoder.Limits.MaxPixels / 1e6:0.#} MP", frame.Width, frame.Height);
             }
             Run(frame.Buffer, frame.Width, frame.Height, frame.Stride, t0, v);
         }
@@ -156,6 +160,43 @@ public sealed class Classifier : IDisposable
             try { _preprocessor.Process(pixels.AsSpan(0, stride * (height - 1) + width * 3), width, height, stride, _chw); }
             catch (ArgumentException ex) { throw new ImageDecodeException($"{v.Origin}: cannot preprocess a {width}x{height} image: {ex.Message}"); }
         }
+        Infer(t0, t1, width, height, v);
+    }
+
+    /// <summary>Values per input tensor: channels x size x size (the preprocessed, normalised image).</summary>
+    public int TensorLength => _chw.Length;
+
+    /// <summary>
+    /// Classifies an already preprocessed CHW tensor (Open Inference Protocol FP32 input); the caller checked its
+    /// length against <see cref="TensorLength"/>.
+    /// </summary>
+    public void ClassifyTensor(ReadOnlySpan<float> chw, string what, string sourceName, long sequence, Verdict v)
+    {
+        if (chw.Length != _chw.Length) throw new ArgumentException($"tensor has {chw.Length} values, the model takes {_chw.Length}");
+        v.Source = sourceName;
+        v.Origin = what;
+        v.Sequence = sequence;
+        v.CaptureMs = double.NaN;
+        long t0 = Stopwatch.GetTimestamp();
+        Interlocked.Exchange(ref _inFlightSince, t0);
+        try
+        {
+            chw.CopyTo(_chw);
+            Infer(t0, t0, Model.Config.ImageSize, Model.Config.ImageSize, v);
+        }
+        finally { Interlocked.Exchange(ref _inFlightSince, 0); }
+        v.TotalMs = v.ProcessingMs;
+        _metrics.Stage(4, v.TotalMs);
+    }
+
+    /// <summary>The logits of the last classification (on the inference thread, before the next one).</summary>
+    public ReadOnlySpan<float> LastLogits => _logits;
+
+    /// <summary>Token statistics of the last pass (kept token ids per block); on the inference thread.</summary>
+    public EdgeViT.Kernels.Engine.ForwardStats LastStats => _engine.LastStats;
+
+    private void Infer(long t0, long t1, int width, int height, Verdict v)
+    {
         long t2 = Stopwatch.GetTimestamp();
         var set = _budget.Current; // read once: a swap lands between frames
         ForwardStats stats;
@@ -195,6 +236,5 @@ public sealed class Classifier : IDisposable
     public void Dispose()
     {
         _engine.Dispose();
-        Gate.Dispose();
     }
 }

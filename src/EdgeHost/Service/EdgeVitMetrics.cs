@@ -158,3 +158,21 @@ public sealed class ServiceInstruments : IDisposable
 
     public void Dispose() => Meter.Dispose();
 }
+
+/// <summary>The budget gauges (edgevit.budget.target, .target_p95, edgevit.threshold_set.budget), read from the controller.</summary>
+public static class ServiceGauges
+{
+    public static void Register(Meter meter, BudgetController budget)
+    {
+        meter.CreateObservableGauge(EdgeVitMetrics.BudgetTarget, () =>
+        {
+            double f = budget.TargetFraction;
+            return double.IsFinite(f) ? [new Measurement<double>(f)] : Array.Empty<Measurement<double>>();
+        }, EdgeVitMetrics.BudgetTargetUnit, "FLOPs budget target as a fraction of the dense model (flops and fixed modes).");
+        meter.CreateObservableGauge(EdgeVitMetrics.BudgetTargetP95, () =>
+            budget.Settings.Mode == BudgetMode.Latency ? [new Measurement<double>(budget.Settings.TargetP95Ms)] : Array.Empty<Measurement<double>>(),
+            EdgeVitMetrics.BudgetTargetP95Unit, "Latency budget: the p95 target (latency mode).");
+        meter.CreateObservableGauge(EdgeVitMetrics.ThresholdSetBudget, () => budget.Current.Budget,
+            EdgeVitMetrics.ThresholdSetBudgetUnit, "Calibrated budget of the active threshold set (1 = dense).");
+    }
+}

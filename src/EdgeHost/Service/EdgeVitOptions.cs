@@ -6,8 +6,10 @@ namespace EdgeViT.Host.Service;
 /// Everything <c>edgevit run</c> reads from configuration, bound from the configuration root: keys are
 /// <c>Model</c>, <c>Thresholds</c>, <c>Synsets</c>, <c>Threads</c>, <c>TopK</c> and the sections <c>Source:*</c>,
 /// <c>Trigger:*</c>, <c>Budget:*</c>, <c>Results:*</c>, <c>Http:*</c>, <c>Telemetry:*</c>.
-/// Enumerations are strings checked by <see cref="OneOfAttribute"/>, so a typo is reported as a named key
-/// instead of a binder exception. Validated by <see cref="EdgeVitOptionsValidator"/> at start-up and on reload.
+/// Enumerations are enums (bound case-insensitively; a value that names no member is reported with the key and
+/// the choices), ranges are attributes. This is the one settings model: start-up, file reloads, PUT /v1/budget
+/// (through <see cref="BudgetOptions"/>) and the controller all go through <see cref="EdgeVitOptionsValidator"/>.
+/// Keys that name no property here are errors (<see cref="ConfigurationKeys"/>).
 /// </summary>
 public sealed class EdgeVitOptions
 {
@@ -17,6 +19,13 @@ public sealed class EdgeVitOptions
     /// <summary>Model weights (.safetensors or .onnx).</summary>
     [Required(ErrorMessage = "is required (path of the .safetensors or .onnx weights)")]
     public string? Model { get; set; }
+
+    /// <summary>
+    /// Model:Name — the model's name in the Open Inference Protocol (/v2/models/NAME); default: the weights file name
+    /// without extension. Bound by hand (<c>Model</c> itself holds the path).
+    /// </summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public string? ModelName { get; set; }
 
     /// <summary>RCTP thresholds file from 'edgevit calibrate'; absent = dense model, budget controller inactive.</summary>
     public string? Thresholds { get; set; }
@@ -37,19 +46,27 @@ public sealed class EdgeVitOptions
     public ResultsOptions Results { get; set; } = new();
     public HttpOptions Http { get; set; } = new();
     public TelemetryOptions Telemetry { get; set; } = new();
+    public InputOptions Input { get; set; } = new();
+    public MqttOptions Mqtt { get; set; } = new();
+    public LiveOptions LiveView { get; set; } = new();
 
-    /// <summary>Set when a value could not be converted (e.g. "abc" for a number): reported like a validation failure.</summary>
+    /// <summary>Values that could not be converted (e.g. "abc" for a number): reported like validation failures.</summary>
     [System.Text.Json.Serialization.JsonIgnore]
-    public string? BindingError { get; set; }
+    public List<string> BindingErrors { get; } = [];
 }
+
+public enum SourceKind { V4l2, Libcamera, Ffmpeg, Folder, Synthetic, None }
+public enum LibcameraCodec { Mjpeg, Yuv420 }
+public enum TriggerMode { Continuous, Interval, Gpio, Http }
+public enum GpioEdge { Rising, Falling, Both }
+public enum GpioPull { None, Up, Down }
+public enum ResultsSinkKind { Stdout, File, None }
+public enum OtlpMode { Auto, On, Off }
 
 public sealed class SourceOptions
 {
-    public static readonly string[] Kinds = ["v4l2", "ffmpeg", "folder", "synthetic", "none"];
-
-    /// <summary>v4l2 (camera), ffmpeg (stream or file), folder (images replayed), synthetic (test pattern), none (HTTP only).</summary>
-    [OneOf("v4l2", "ffmpeg", "folder", "synthetic", "none")]
-    public string Kind { get; set; } = "synthetic";
+    /// <summary>v4l2 (camera), libcamera (Pi CSI camera via rpicam-vid), ffmpeg (stream or file), folder (images replayed), synthetic (test pattern), none (HTTP only).</summary>
+    [DefinedEnum] public SourceKind Kind { get; set; } = SourceKind.Synthetic;
 
     /// <summary>V4L2 device, e.g. /dev/video0.</summary>
     public string Device { get; set; } = "/dev/video0";
@@ -72,15 +89,33 @@ public sealed class SourceOptions
     /// <summary>ffmpeg: read the input at its native rate (-re), for files replayed as if live.</summary>
     public bool Realtime { get; set; }
 
+    /// <summary>libcamera: camera index (rpicam-hello --list-cameras).</summary>
+    [IntRange(0, 16)] public int Camera { get; set; }
+
+    /// <summary>libcamera: 0 or 180 degrees.</summary>
+    [IntRange(0, 180)] public int Rotation { get; set; }
+
+    /// <summary>libcamera: mirror horizontally / vertically.</summary>
+    public bool Hflip { get; set; }
+    public bool Vflip { get; set; }
+
+    /// <summary>libcamera: mjpeg (decoded by the service) or yuv420 (raw frames).</summary>
+    [DefinedEnum] public LibcameraCodec Codec { get; set; } = LibcameraCodec.Mjpeg;
+
     /// <summary>Delay before reopening a source that failed.</summary>
     [IntRange(10, 600_000)] public int ReopenDelayMs { get; set; } = 1000;
+
+    /// <summary>Same settings (a reload that changes none of them keeps the running source).</summary>
+    public static bool Same(SourceOptions a, SourceOptions b) =>
+        a.Kind == b.Kind && a.Device == b.Device && a.Url == b.Url && a.Folder == b.Folder && a.Width == b.Width && a.Height == b.Height
+        && a.Fps.Equals(b.Fps) && a.Loop == b.Loop && a.Realtime == b.Realtime && a.ReopenDelayMs == b.ReopenDelayMs
+        && a.Camera == b.Camera && a.Rotation == b.Rotation && a.Hflip == b.Hflip && a.Vflip == b.Vflip && a.Codec == b.Codec;
 }
 
 public sealed class TriggerOptions
 {
     /// <summary>continuous (every frame, latest wins), interval (one frame every IntervalMs), gpio (one per edge), http (POST /v1/classify only).</summary>
-    [OneOf("continuous", "interval", "gpio", "http")]
-    public string Mode { get; set; } = "continuous";
+    [DefinedEnum] public TriggerMode Mode { get; set; } = TriggerMode.Continuous;
 
     [IntRange(1, 86_400_000)] public int IntervalMs { get; set; } = 1000;
 
@@ -92,9 +127,9 @@ public sealed class GpioOptions
     /// <summary>Input pin (logical/BCM numbering) for Trigger:Mode=gpio.</summary>
     [IntRange(-1, 1023)] public int Pin { get; set; } = -1;
 
-    [OneOf("rising", "falling", "both")] public string Edge { get; set; } = "rising";
+    [DefinedEnum] public GpioEdge Edge { get; set; } = GpioEdge.Rising;
 
-    [OneOf("none", "up", "down")] public string Pull { get; set; } = "up";
+    [DefinedEnum] public GpioPull Pull { get; set; } = GpioPull.Up;
 
     [IntRange(0, 10_000)] public int DebounceMs { get; set; } = 50;
 
@@ -116,8 +151,7 @@ public sealed class GpioOptions
 public sealed class BudgetOptions
 {
     /// <summary>flops (hold mean GFLOPs at Target), latency (hold p95 at TargetP95Ms), fixed (the set for Target).</summary>
-    [OneOf("flops", "latency", "fixed")]
-    public string Mode { get; set; } = "fixed";
+    [DefinedEnum] public BudgetMode Mode { get; set; } = BudgetMode.Fixed;
 
     /// <summary>FLOPs budget as a fraction of the dense model, in (0, 1]. flops and fixed modes.</summary>
     [DoubleRange(0, 1, MinExclusive = true)]
@@ -147,14 +181,24 @@ public sealed class BudgetOptions
     /// <summary>Minimum time on a set before stepping to a richer one (recovery is slower than retreat).</summary>
     [IntRange(0, 600_000)] public int MinDwellUpMs { get; set; } = 3000;
 
-    /// <summary>flops mode: frames in the running mean.</summary>
-    [IntRange(1, 1_000_000)] public int FlopsWindow { get; set; } = 64;
+    /// <summary>flops mode: frames in the running mean (it sizes a buffer, hence the bound).</summary>
+    [IntRange(1, 10_000)] public int FlopsWindow { get; set; } = 64;
+
+    /// <summary>
+    /// Thermal guard: above this SoC temperature (hottest thermal zone), or while the Pi firmware reports throttling,
+    /// the set frames run with steps down one calibrated set per ThermalPollMs; it steps back up once the SoC is
+    /// ThermalHysteresis below it and not throttled. 0 = off. Read at start-up.
+    /// </summary>
+    [DoubleRange(0, 150)] public double ThrottleCelsius { get; set; } = 80;
+
+    [DoubleRange(0, 50)] public double ThermalHysteresis { get; set; } = 5;
+
+    [IntRange(100, 600_000)] public int ThermalPollMs { get; set; } = 2000;
 }
 
 public sealed class ResultsOptions
 {
-    [OneOf("stdout", "file", "none")]
-    public string Sink { get; set; } = "stdout";
+    [DefinedEnum] public ResultsSinkKind Sink { get; set; } = ResultsSinkKind.Stdout;
 
     /// <summary>Verdict file for Sink=file; rotated to Path.1, Path.2... when it reaches MaxBytes.</summary>
     public string? Path { get; set; }
@@ -172,14 +216,31 @@ public sealed class HttpOptions
     public string Urls { get; set; } = "http://127.0.0.1:8080";
 
     /// <summary>Largest accepted request body (POST /v1/classify, PUT /v1/budget); larger -> 413.</summary>
-    [IntRange(1024, 1L << 31)] public long MaxBodyBytes { get; set; } = 8 * 1024 * 1024;
+    [IntRange(1024, 1L << 30)] public long MaxBodyBytes { get; set; } = 8 * 1024 * 1024;
+
+    /// <summary>Required when Urls binds a non-loopback address: clients send it as "Authorization: Bearer KEY" or "X-Api-Key: KEY".</summary>
+    public string? ApiKey { get; set; }
+
+    /// <summary>Serve a non-loopback address without ApiKey (behind an authenticating proxy, say).</summary>
+    public bool AllowAnonymous { get; set; }
+}
+
+public sealed class InputOptions
+{
+    /// <summary>Default pixel limit: a 40 MP image decodes to 160 MB of RGBA, which a 2 GB board survives.</summary>
+    public const long DefaultMaxPixels = 40_000_000;
+
+    /// <summary>Images declaring more pixels (width x height, read from the header) are refused before decoding (HTTP 422).</summary>
+    [IntRange(1, 268_435_456)] public long MaxPixels { get; set; } = DefaultMaxPixels;
+
+    /// <summary>Requests that may wait for the engine besides the one running; more get HTTP 503 with Retry-After.</summary>
+    [IntRange(1, 1024)] public int QueueLength { get; set; } = 4;
 }
 
 public sealed class TelemetryOptions
 {
     /// <summary>OTLP export: auto (when OTEL_EXPORTER_OTLP_*ENDPOINT is set), on, off. Endpoint/protocol from OTEL_* variables.</summary>
-    [OneOf("auto", "on", "off")]
-    public string Otlp { get; set; } = "auto";
+    [DefinedEnum] public OtlpMode Otlp { get; set; } = OtlpMode.Auto;
 
     /// <summary>Serve a Prometheus scrape endpoint (its own HttpListener) at http://PrometheusHost:PrometheusPort/metrics.</summary>
     public bool Prometheus { get; set; }

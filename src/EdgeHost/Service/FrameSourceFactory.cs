@@ -32,14 +32,25 @@ public class FrameSourceFactory
     private static double? Fps(SourceOptions o) => o.Fps > 0 ? o.Fps : null;
 
     /// <summary>A source for the options, not yet opened; null for Kind=none.</summary>
-    public virtual IFrameSource? Create(SourceOptions o) => o.Kind.ToLowerInvariant() switch
+    public virtual IFrameSource? Create(SourceOptions o) => o.Kind switch
     {
-        "none" => null,
-        "folder" => new ImageFolderFrameSource(new ImageFolderOptions { Folder = o.Folder!, Loop = o.Loop, MaxFps = Fps(o) }),
-        "synthetic" => new SyntheticFrameSource(new SyntheticOptions { Width = o.Width, Height = o.Height, Fps = Fps(o) }),
-        "v4l2" => new V4l2FrameSource(new V4l2Options { Device = o.Device, Width = o.Width, Height = o.Height, Fps = Fps(o) },
+        SourceKind.None => null,
+        SourceKind.Folder => new ImageFolderFrameSource(new ImageFolderOptions { Folder = o.Folder!, Loop = o.Loop, MaxFps = Fps(o) }),
+        SourceKind.Synthetic => new SyntheticFrameSource(new SyntheticOptions { Width = o.Width, Height = o.Height, Fps = Fps(o) }),
+        SourceKind.V4l2 => new V4l2FrameSource(new V4l2Options { Device = o.Device, Width = o.Width, Height = o.Height, Fps = Fps(o) },
             _loggers.CreateLogger<V4l2FrameSource>()),
-        "ffmpeg" => new FfmpegFrameSource(new FfmpegOptions
+        SourceKind.Libcamera => new LibcameraFrameSource(new LibcameraOptions
+        {
+            Camera = o.Camera,
+            Width = o.Width,
+            Height = o.Height,
+            Fps = o.Fps > 0 ? (int)Math.Round(o.Fps) : null,
+            Rotation = o.Rotation,
+            Hflip = o.Hflip,
+            Vflip = o.Vflip,
+            Codec = o.Codec == LibcameraCodec.Yuv420 ? "yuv420" : "mjpeg",
+        }, _loggers.CreateLogger<LibcameraFrameSource>()),
+        SourceKind.Ffmpeg => new FfmpegFrameSource(new FfmpegOptions
         {
             Input = o.Url!,
             Width = o.Width > 0 ? o.Width : null,
@@ -48,7 +59,7 @@ public class FrameSourceFactory
             Loop = o.Loop,
             Realtime = o.Realtime,
         }, _loggers.CreateLogger<FfmpegFrameSource>()),
-        _ => throw new FrameSourceException($"Source:Kind must be one of {string.Join("|", SourceOptions.Kinds)} (got '{o.Kind}')"),
+        _ => throw new FrameSourceException($"Source:Kind must be one of {DefinedEnumAttribute.EnumChoices(typeof(SourceKind))} (got '{o.Kind}')"),
     };
 
     public virtual ReopenPolicy ReopenPolicy(SourceOptions o) => new()
@@ -66,8 +77,8 @@ public class FrameSourceFactory
             var trigger = new GpioTrigger(controller, new GpioTriggerOptions
             {
                 Pin = o.Pin,
-                Edge = o.Edge.ToLowerInvariant() switch { "rising" => TriggerEdge.Rising, "both" => TriggerEdge.Both, _ => TriggerEdge.Falling },
-                Pull = o.Pull.ToLowerInvariant() switch { "up" => PinPull.Up, "down" => PinPull.Down, _ => PinPull.None },
+                Edge = o.Edge switch { GpioEdge.Rising => TriggerEdge.Rising, GpioEdge.Both => TriggerEdge.Both, _ => TriggerEdge.Falling },
+                Pull = o.Pull switch { GpioPull.Up => PinPull.Up, GpioPull.Down => PinPull.Down, _ => PinPull.None },
                 Debounce = TimeSpan.FromMilliseconds(o.DebounceMs),
             }, _loggers.CreateLogger<GpioTrigger>());
             return new TriggerAdapter(trigger, controller);

@@ -8,16 +8,17 @@ namespace EdgeViT.Host.Service;
 // Data annotations whose messages carry the offending value; EdgeVitOptionsValidator prefixes the key path, giving
 // one line such as "Budget:TargetP95Ms must be > 0 (got -5)".
 
+/// <summary>An enum value that names a member (the binder also accepts numbers and comma lists).</summary>
 [AttributeUsage(AttributeTargets.Property)]
-public sealed class OneOfAttribute(params string[] allowed) : ValidationAttribute
+public sealed class DefinedEnumAttribute : ValidationAttribute
 {
-    public IReadOnlyList<string> Allowed { get; } = allowed;
-
     protected override ValidationResult? IsValid(object? value, ValidationContext context)
     {
-        if (value is string s && Allowed.Contains(s, StringComparer.OrdinalIgnoreCase)) return ValidationResult.Success;
-        return new ValidationResult($"must be one of {string.Join("|", Allowed)} (got '{value}')", [context.MemberName!]);
+        if (value is null || Enum.IsDefined(value.GetType(), value)) return ValidationResult.Success;
+        return new ValidationResult($"must be one of {EnumChoices(value.GetType())} (got '{value}')", [context.MemberName!]);
     }
+
+    public static string EnumChoices(Type t) => string.Join("|", Enum.GetNames(t).Select(n => n.ToLowerInvariant()));
 }
 
 /// <summary>A whole-number range, for int and long options alike.</summary>
@@ -72,24 +73,41 @@ public sealed class EdgeVitOptionsValidator : IValidateOptions<EdgeVitOptions>
     public static List<string> Check(EdgeVitOptions o)
     {
         var failures = new List<string>();
-        if (o.BindingError is { } bindingError) failures.Add(bindingError);
+        failures.AddRange(o.BindingErrors);
         Annotations(o, "", failures);
 
-        if (string.Equals(o.Source.Kind, "folder", StringComparison.OrdinalIgnoreCase) && string.IsNullOrWhiteSpace(o.Source.Folder))
+        if (o.Source.Kind == SourceKind.Folder && string.IsNullOrWhiteSpace(o.Source.Folder))
             failures.Add("Source:Folder is required when Source:Kind is folder");
-        if (string.Equals(o.Source.Kind, "ffmpeg", StringComparison.OrdinalIgnoreCase) && string.IsNullOrWhiteSpace(o.Source.Url))
+        if (o.Source.Rotation is not (0 or 180))
+            failures.Add($"Source:Rotation must be 0 or 180 (got {o.Source.Rotation})");
+        if (o.Source.Kind == SourceKind.Libcamera && (o.Source.Width <= 0 || o.Source.Height <= 0))
+            failures.Add($"Source:Width and Source:Height are required for Source:Kind libcamera (got {o.Source.Width}x{o.Source.Height})");
+        if (o.Source.Kind == SourceKind.Ffmpeg && string.IsNullOrWhiteSpace(o.Source.Url))
             failures.Add("Source:Url is required when Source:Kind is ffmpeg");
-        if (string.Equals(o.Source.Kind, "none", StringComparison.OrdinalIgnoreCase) && !string.Equals(o.Trigger.Mode, "http", StringComparison.OrdinalIgnoreCase))
-            failures.Add($"Source:Kind none needs Trigger:Mode http (got '{o.Trigger.Mode}')");
-        if (string.Equals(o.Trigger.Mode, "gpio", StringComparison.OrdinalIgnoreCase) && o.Trigger.Gpio.Pin < 0)
+        if (o.Source.Kind == SourceKind.None && o.Trigger.Mode != TriggerMode.Http)
+            failures.Add($"Source:Kind none needs Trigger:Mode http (got '{Name(o.Trigger.Mode)}')");
+        if (o.Trigger.Mode == TriggerMode.Gpio && o.Trigger.Gpio.Pin < 0)
             failures.Add($"Trigger:Gpio:Pin is required when Trigger:Mode is gpio (got {o.Trigger.Gpio.Pin})");
         if (o.Trigger.Gpio.OutputPin >= 0 && string.IsNullOrWhiteSpace(o.Trigger.Gpio.OutputClass))
             failures.Add("Trigger:Gpio:OutputClass is required when Trigger:Gpio:OutputPin is set");
-        if (string.Equals(o.Results.Sink, "file", StringComparison.OrdinalIgnoreCase) && string.IsNullOrWhiteSpace(o.Results.Path))
+        if (o.Results.Sink == ResultsSinkKind.File && string.IsNullOrWhiteSpace(o.Results.Path))
             failures.Add("Results:Path is required when Results:Sink is file");
         foreach (var url in o.Http.Urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
             if (!Uri.TryCreate(url.Replace("://*", "://localhost").Replace("://+", "://localhost"), UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https"))
                 failures.Add($"Http:Urls has an invalid URL (got '{url}')");
+        failures.AddRange(o.Mqtt.Check());
+        if (failures.Count == 0 && HttpExposure.Problem(o.Http) is { } exposed) failures.Add(exposed);
+        return failures;
+    }
+
+    /// <summary>An enum value as configuration spells it.</summary>
+    public static string Name<T>(T value) where T : struct, Enum => value.ToString().ToLowerInvariant();
+
+    /// <summary>The data annotations of one section, messages prefixed with <paramref name="prefix"/> ("Budget:").</summary>
+    public static List<string> CheckSection(object section, string prefix)
+    {
+        var failures = new List<string>();
+        Annotations(section, prefix, failures);
         return failures;
     }
 

@@ -1,16 +1,19 @@
+using EdgeViT.Host.Service.Inference;
+
 namespace EdgeViT.Host.Service;
 
-/// <summary>Where verdict lines go: stdout, a size-rotated file, or nowhere. Thread-safe.</summary>
-public abstract class ResultSink : IDisposable
+/// <summary>Results:Sink — where verdict lines go: stdout, a size-rotated file, or nowhere. Thread-safe.</summary>
+public abstract class ResultSink : IVerdictSink, IDisposable
 {
     /// <summary>Writes one JSON line (the newline is added here).</summary>
     public abstract void WriteLine(ReadOnlySpan<byte> json);
+    public void Write(Verdict verdict, ReadOnlySpan<byte> json) => WriteLine(json);
     public virtual void Dispose() { }
 
-    public static ResultSink Create(ResultsOptions o) => o.Sink.ToLowerInvariant() switch
+    public static ResultSink Create(ResultsOptions o) => o.Sink switch
     {
-        "file" => new RotatingFileSink(o.Path!, o.MaxBytes, o.MaxFiles),
-        "none" => new NullSink(),
+        ResultsSinkKind.File => new RotatingFileSink(o.Path!, o.MaxBytes, o.MaxFiles),
+        ResultsSinkKind.None => new NullSink(),
         _ => new StreamSink(Console.OpenStandardOutput()),
     };
 

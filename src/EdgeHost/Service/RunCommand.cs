@@ -9,27 +9,35 @@ using Microsoft.Extensions.Options;
 namespace EdgeViT.Host.Service;
 
 /// <summary>
-/// <c>edgevit run [--config FILE] [Key=value | --Section:Key value ...]</c>: the long-running service. Tokens after
+/// <c>edgevit run [--config FILE] [--system-config DIR] [Key=value | --Section:Key value ...]</c>: the long-running service. Tokens after
 /// the options are configuration overrides (the highest layer). Start-up failures (invalid configuration, model,
 /// thresholds, source, port) end as one "edgevit: error: ..." line and a non-zero exit; a clean stop exits 0.
 /// </summary>
 public static class RunCommand
 {
-    public static Command Create(TextWriter stdout)
+    /// <param name="defaults">Where configuration comes from besides the arguments (tests: a hermetic environment and /etc).</param>
+    public static Command Create(TextWriter stdout, ServiceHostSettings? defaults = null)
     {
         var config = new Option<string?>("--config", "-c")
         {
             Description = "Configuration file (JSON, watched for changes) layered over appsettings.json and /etc/edgevit/*.json.",
             HelpName = "FILE",
         };
+        var systemConfig = new Option<string?>("--system-config")
+        {
+            Description = "Folder whose *.json files are read (name order) before --config; default /etc/edgevit.",
+            HelpName = "DIR",
+        };
         var command = new Command("run", "Run the inference service: frame source -> ViT with RCTP budget control -> verdict lines; HTTP API, OpenTelemetry, systemd.")
         {
             config,
+            systemConfig,
         };
         command.TreatUnmatchedTokensAsErrors = false; // configuration overrides: Budget:Target=0.7, --Trigger:Mode interval
-        command.SetAction(parse => Run(parse.InvocationConfiguration.Error, new ServiceHostSettings
+        command.SetAction(parse => Run(parse.InvocationConfiguration.Error, (defaults ?? new ServiceHostSettings()) with
         {
             ConfigFile = parse.GetValue(config),
+            SystemConfigDirectory = parse.GetValue(systemConfig) ?? (defaults ?? new ServiceHostSettings()).SystemConfigDirectory,
             CommandLine = parse.UnmatchedTokens.ToArray(),
         }));
         return command;
@@ -52,7 +60,7 @@ public static class RunCommand
                 return Report(stderr, ex);
             }
             await app.WaitForShutdownAsync(stop);
-            var status = app.Services.GetRequiredService<ServiceRuntime>().Status;
+            var status = app.Services.GetRequiredService<ServiceStatus>();
             if (status.FatalError is { } fatal)
             {
                 ErrorReporter.WriteLine(stderr, $"service stopped: {fatal}");
@@ -68,6 +76,9 @@ public static class RunCommand
         ex = Unwrap(ex);
         switch (ex)
         {
+            case ServiceConfigException:
+                ErrorReporter.WriteLine(stderr, ex.Message);
+                return ExitCodes.UsageError;
             case OptionsValidationException v:
                 ErrorReporter.WriteLine(stderr, string.Join("; ", v.Failures.Select(f => f.TrimEnd('.'))));
                 return ExitCodes.UsageError;
@@ -84,7 +95,11 @@ public static class RunCommand
 
     private static Exception Unwrap(Exception ex)
     {
-        while (ex is AggregateException { InnerExceptions.Count: >= 1 } agg) ex = agg.InnerExceptions[0];
-        return ex;
+        while (true)
+        {
+            if (ex is AggregateException { InnerExceptions.Count: >= 1 } agg) ex = agg.InnerExceptions[0];
+            else if (ex is System.Reflection.TargetInvocationException { InnerException: { } inner }) ex = inner;
+            else return ex;
+        }
     }
 }

@@ -19,12 +19,15 @@ public sealed class CaptureSession(IFrameSource source, LatestFrameQueue queue, 
     public string Name => _name ??= Source.Name;
     /// <summary>The loop ended by itself: a finite source ran out (or the reopen policy gave up).</summary>
     public bool Ended => Loop.Completion.IsCompleted;
+    private Action<Frame>? _release;
+    /// <summary>Gives a taken frame back to the queue's source (one delegate per session, not per frame).</summary>
+    public Action<Frame> Release => _release ??= Queue.Release;
 }
 
-/// <summary>Counters and readiness shared by the pipeline, the HTTP API (/readyz, /v1/status) and the metrics.</summary>
+/// <summary>Counters and readiness shared by the frame loop, the inference worker, the HTTP API (/readyz, /v1/status) and the metrics.</summary>
 public sealed class ServiceStatus
 {
-    private long _classified, _errors, _httpClassified;
+    private long _classified, _errors, _requests, _rejected;
     private long _capturedBefore, _droppedBefore, _reopensBefore, _sourceErrorsBefore; // of sessions already replaced
     private readonly long _started = Stopwatch.GetTimestamp();
     private volatile CaptureSession? _session;
@@ -53,11 +56,15 @@ public sealed class ServiceStatus
     /// <summary>Failed opens and failures while streaming, over all sessions.</summary>
     public long SourceErrors => Interlocked.Read(ref _sourceErrorsBefore) + (_session?.Loop.Errors ?? 0);
     public long Errors => Interlocked.Read(ref _errors) + SourceErrors;
-    public long HttpClassified => Interlocked.Read(ref _httpClassified);
+    /// <summary>Requests accepted from request sources (HTTP...): the sequence numbers of their verdicts.</summary>
+    public long Requests => Interlocked.Read(ref _requests);
+    /// <summary>Requests refused because the inference queue was full (HTTP 503).</summary>
+    public long Rejected => Interlocked.Read(ref _rejected);
 
     public void OnClassified() => Interlocked.Increment(ref _classified);
     public void OnError() => Interlocked.Increment(ref _errors);
-    public long OnHttpClassified() => Interlocked.Increment(ref _httpClassified);
+    public long OnRequest() => Interlocked.Increment(ref _requests);
+    public void OnRejected() => Interlocked.Increment(ref _rejected);
 
     public void StartSession(CaptureSession session) => _session = session;
 
@@ -72,6 +79,10 @@ public sealed class ServiceStatus
         _lastSourceError = session.Loop.LastError;
         _session = null;
     }
+
+    /// <summary>After each watched-file reload: null when it applied, else why it was ignored (one line).</summary>
+    public event Action<string?>? Reloaded;
+    public void OnReload(string? problem) => Reloaded?.Invoke(problem);
 
     public void SourceFailed(string message)
     {

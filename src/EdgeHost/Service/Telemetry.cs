@@ -22,10 +22,10 @@ public static class Telemetry
 {
     public const string DefaultServiceName = "edgevit";
 
-    public static bool OtlpEnabled(TelemetryOptions o, IConfiguration config) => o.Otlp.ToLowerInvariant() switch
+    public static bool OtlpEnabled(TelemetryOptions o, IConfiguration config) => o.Otlp switch
     {
-        "on" => true,
-        "off" => false,
+        OtlpMode.On => true,
+        OtlpMode.Off => false,
         _ => new[] { "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT" }
             .Any(k => !string.IsNullOrWhiteSpace(config[k])),
     };

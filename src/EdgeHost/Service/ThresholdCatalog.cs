@@ -74,4 +74,11 @@ public sealed class ThresholdCatalog
     }
 
     public double MinBudget => Sets.Min(s => s.Budget);
+
+    /// <summary>
+    /// The one rule for a fixed budget, used by the service (Budget:Mode fixed, PUT /v1/budget) and the CLI
+    /// (--budget / --gflops): an absolute GFLOPs target takes the richest set not above it by measured GFLOPs, a
+    /// fraction the richest set whose calibrated budget is not above it. Null when every set is above the target.
+    /// </summary>
+    public ActiveSet? Select(double fraction, double? gflops) => gflops is double g ? ForGFlops(g) : ForBudget(fraction);
 }

@@ -29,6 +29,21 @@ public sealed class Verdict(int topK, int depth)
 
     /// <summary>Decode + preprocess + infer: what the budget controller's latency mode holds.</summary>
     public double ProcessingMs => DecodeMs + PreprocessMs + InferMs;
+
+    /// <summary>A private copy (a request's answer outlives the worker's reused verdict).</summary>
+    public Verdict Clone()
+    {
+        var c = new Verdict(Classes.Length, TokensPerBlock.Length)
+        {
+            Time = Time, Source = Source, Origin = Origin, Sequence = Sequence, Width = Width, Height = Height, Count = Count,
+            GFlops = GFlops, CaptureMs = CaptureMs, DecodeMs = DecodeMs, PreprocessMs = PreprocessMs, InferMs = InferMs,
+            TotalMs = TotalMs, Set = Set,
+        };
+        Classes.AsSpan().CopyTo(c.Classes);
+        Scores.AsSpan().CopyTo(c.Scores);
+        TokensPerBlock.AsSpan().CopyTo(c.TokensPerBlock);
+        return c;
+    }
 }
 
 /// <summary>

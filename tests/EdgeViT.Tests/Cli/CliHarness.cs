@@ -15,11 +15,22 @@ public static class CliHarness
 {
     public const string ErrorPrefix = "edgevit: error: ";
 
-    public static CliResult Run(params string[] args)
+    /// <summary>
+    /// Runs the CLI in-process. `run` reads no machine state: no /etc/edgevit, and an empty environment unless
+    /// <see cref="RunWithEnvironment"/> gives one.
+    /// </summary>
+    public static CliResult Run(params string[] args) => RunWithEnvironment(new Dictionary<string, string?>(), args);
+
+    public static CliResult RunWithEnvironment(IReadOnlyDictionary<string, string?> environment, params string[] args)
     {
         var stdout = new StringWriter();
         var stderr = new StringWriter();
-        int code = HostCli.Run(args, stdout, stderr);
+        var hermetic = new EdgeViT.Host.Service.ServiceHostSettings
+        {
+            SystemConfigDirectory = Path.Combine(Path.GetTempPath(), "edgevit-tests-no-etc"),
+            Environment = environment,
+        };
+        int code = HostCli.Run(args, stdout, stderr, hermetic);
         return new CliResult(code, stdout.ToString(), stderr.ToString());
     }
 

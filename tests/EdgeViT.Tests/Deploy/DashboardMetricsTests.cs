@@ -108,6 +108,34 @@ public class DashboardMetricsTests
     }
 
     [Fact]
+    public void FleetDashboard_QueriesOnlyMetricsTheServiceEmits_OnePerDevice()
+    {
+        var service = DeployFiles.ServiceMetrics();
+        var series = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var e in DeployFiles.Catalog().Where(e => service.ContainsKey(e.Otel)))
+        {
+            string prom = DeployFiles.PrometheusName(e.Otel, service[e.Otel], e.Kind);
+            if (e.Kind == "histogram") foreach (var s in HistogramSuffixes) series[prom + s] = e.Otel;
+            else series[prom] = e.Otel;
+        }
+        using var dashboard = DeployFiles.Json("deploy/docker/grafana/dashboards/fleet.json");
+        var queries = DeployFiles.DashboardQueries(dashboard.RootElement);
+        Assert.True(queries.Count >= 8, $"expected the fleet dashboard's queries, found {queries.Count}");
+        var used = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (where, expr) in queries)
+        {
+            foreach (var name in DeployFiles.MetricsIn(expr))
+            {
+                Assert.True(series.TryGetValue(name, out var otel), $"{where}: {name} is not a series of any service metric");
+                used.Add(otel!);
+            }
+            if (where.StartsWith("panel ", StringComparison.Ordinal)) Assert.Contains("by (instance", expr); // a line per device
+        }
+        foreach (var required in new[] { "edgevit.stage.duration", "edgevit.threshold_set.budget", "edgevit.mqtt.dropped", "edgevit.thermal.capped" })
+            Assert.Contains(required, used);
+    }
+
+    [Fact]
     public void Dashboard_QueriesOnlyMetricsTheServiceEmits()
     {
         var service = DeployFiles.ServiceMetrics();

@@ -43,9 +43,18 @@ public static class DeployFiles
 
     /// <summary>Metric name -> unit, from EdgeVitMetrics: its public const strings named like "edgevit.*" are the metric names;
     /// the unit is EdgeVitMetrics.Units[name] when that dictionary exists, else the const named NAME + "Unit".</summary>
+    /// <summary>The service's metric names and units: EdgeVitMetrics and IntegrationMetrics (MQTT, thermal guard).</summary>
     public static IReadOnlyDictionary<string, string> ServiceMetrics()
     {
-        var type = ServiceType("EdgeVitMetrics");
+        var all = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var holder in new[] { "EdgeVitMetrics", "IntegrationMetrics" })
+            foreach (var (name, unit) in MetricsOf(holder)) all[name] = unit;
+        return all;
+    }
+
+    private static IReadOnlyDictionary<string, string> MetricsOf(string holder)
+    {
+        var type = ServiceType(holder);
         var consts = type.GetFields(BindingFlags.Public | BindingFlags.Static)
             .Where(f => f.IsLiteral && f.FieldType == typeof(string))
             .ToDictionary(f => f.Name, f => (string)f.GetRawConstantValue()!);

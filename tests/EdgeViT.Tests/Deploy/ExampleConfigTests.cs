@@ -32,7 +32,7 @@ public class ExampleConfigTests
     [Fact]
     public void ExampleConfig_WithTheComposeOverrides_Validates()
     {
-        foreach (var file in new[] { "deploy/docker/compose.yaml", "deploy/docker/compose.devices.yaml" })
+        foreach (var file in new[] { "deploy/docker/compose.yaml", "deploy/docker/compose.devices.yaml", "deploy/docker/compose.fleet.yaml" })
         {
             var overrides = ComposeOverrides(file);
             Assert.True(overrides.Count > 0, $"no EDGEVIT__ variables found in {file}");

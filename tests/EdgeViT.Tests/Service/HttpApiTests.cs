@@ -164,9 +164,10 @@ public class HttpApiTests
             Assert.Contains(mention, j.GetProperty("error").GetString());
         }
         await Rejected(JsonContent.Create(new { mode = "sometimes" }), "mode must be one of flops|latency|fixed");
-        await Rejected(JsonContent.Create(new { target = -1 }), "target must be a fraction of dense FLOPs in (0, 1] (got -1)");
+        await Rejected(JsonContent.Create(new { target = -1 }), "target must be > 0 (got -1)");
+        await Rejected(JsonContent.Create(new { flops_window = 100_000_000 }), "flops_window must be <= 10000 (got 100000000)"); // it sizes a buffer
         await Rejected(JsonContent.Create(new { target = 0.1 }), "below the lowest calibrated budget 0.6");
-        await Rejected(JsonContent.Create(new { mode = "latency", target_p95_ms = 0 }), "targetP95Ms must be > 0");
+        await Rejected(JsonContent.Create(new { mode = "latency", target_p95_ms = 0 }), "target_p95_ms must be > 0 (got 0)");
         await Rejected(JsonContent.Create(new { target = "high" }), "target must be a number");
         await Rejected(JsonContent.Create(new { colour = "blue" }), "unknown budget field 'colour'");
         await Rejected(new StringContent("not json", Encoding.UTF8, "application/json"), "not valid JSON");
@@ -223,7 +224,7 @@ public class HttpApiTests
         });
         listener.Start();
         await using var service = await TestService.StartAsync(config, s => s.AddSingleton<FrameSourceFactory>(new LostSourceFactory()));
-        await TestService.WaitUntil(() => !service.Runtime.Status.SourceOpen, TimeSpan.FromSeconds(30), "the source failure");
+        await TestService.WaitUntil(() => !service.Status.SourceOpen, TimeSpan.FromSeconds(30), "the source failure");
         await TestService.WaitUntil(() => Interlocked.Read(ref sourceErrors) == 1, TimeSpan.FromSeconds(10), "edgevit.errors{kind=source}");
         var (status, json) = await Send(service.Http, HttpMethod.Get, "/readyz");
         Assert.Equal(HttpStatusCode.ServiceUnavailable, status);

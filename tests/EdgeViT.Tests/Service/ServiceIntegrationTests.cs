@@ -41,12 +41,12 @@ public class ServiceIntegrationTests(ITestOutputHelper output)
         config["OTEL_METRIC_EXPORT_INTERVAL"] = "500";
         config["OTEL_BSP_SCHEDULE_DELAY"] = "200";
         config["OTEL_SERVICE_NAME"] = "edgevit-integration";
-        config["Logging:LogLevel:EdgeViT.Host.Service.FramePipeline"] = "Information"; // a few log records for the OTel log exporter
+        config["Logging:LogLevel:EdgeViT.Host.Service.FrameLoop"] = "Information"; // a few log records for the OTel log exporter
 
         long classified;
         await using (var service = await TestService.StartAsync(config))
         {
-            var status = service.Runtime.Status;
+            var status = service.Status;
             Assert.True(status.Ready);
             var ready = await service.Http.GetAsync("/readyz");
             Assert.Equal(200, (int)ready.StatusCode);

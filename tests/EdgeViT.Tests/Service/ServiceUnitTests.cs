@@ -1,3 +1,4 @@
+using EdgeViT.Tests.Support;
 using System.Diagnostics.Metrics;
 using System.Text.Json;
 using EdgeViT.Capture;
@@ -35,12 +36,9 @@ public class ServiceUnitTests
             classifier.Classify(frame, "test:rgb", verdict);
             sink.WriteLine(writer.Write(verdict).Span);
         }
-        Once();
-        Once(); // warm: buffers sized, plans cached, JIT done
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 3; i++) Once();
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
-        Assert.True(allocated == 0, $"{allocated} bytes allocated for 3 frames");
+        Once(); // warm: buffers sized, plans cached
+        long allocated = SteadyAllocation.Bytes(Once);
+        Assert.True(allocated == 0, $"{allocated} bytes allocated per frame once warm");
 
         // And the verdict says what it should.
         using var doc = JsonDocument.Parse(writer.Write(verdict));

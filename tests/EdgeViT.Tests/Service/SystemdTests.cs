@@ -53,7 +53,7 @@ public partial class SystemdTests(ITestOutputHelper output)
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        foreach (var a in new[] { CliProcessTests.EdgevitDll, "run", "Model=" + SharedAssets.ModelSafetensors, "Source:Kind=folder", "Source:Folder=" + images,
+        foreach (var a in new[] { CliProcessTests.EdgevitDll, "run", "--system-config", tmp.File("no-etc"), "Model=" + SharedAssets.ModelSafetensors, "Source:Kind=folder", "Source:Folder=" + images,
                      "Source:Fps=5", "Http:Urls=http://127.0.0.1:0", "Results:Sink=stdout" })
             psi.ArgumentList.Add(a);
         foreach (var key in psi.Environment.Keys.Where(k => k.StartsWith("EDGEVIT", StringComparison.Ordinal) || k.StartsWith("OTEL_", StringComparison.Ordinal)).ToList())

@@ -28,7 +28,8 @@ public sealed class TestService : IAsyncDisposable
     public WebApplication App { get; }
     public HttpClient Http { get; }
     public Uri BaseAddress { get; }
-    public ServiceRuntime Runtime => App.Services.GetRequiredService<ServiceRuntime>();
+    public ServiceStatus Status => App.Services.GetRequiredService<ServiceStatus>();
+    public BudgetController Budget => App.Services.GetRequiredService<BudgetController>();
     private readonly string _dir;
     private bool _stopped;
 

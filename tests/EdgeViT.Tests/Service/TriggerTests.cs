@@ -2,6 +2,7 @@ using System.Net.Http.Headers;
 using EdgeViT.Host.Service;
 using EdgeViT.Tests.Cli;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
 using Xunit;
 
 namespace EdgeViT.Tests.Service;
@@ -58,13 +59,12 @@ public class TriggerTests
         config["Trigger:Gpio:OutputClass"] = "n01440764"; // tench, by synset id
         config["Trigger:Gpio:OutputMinScore"] = "0.5";
         await using var service = await TestService.StartAsync(config, s => s.AddSingleton<FrameSourceFactory>(factory));
-        var status = service.Runtime.Status;
+        var status = service.Status;
         Assert.Equal(17, factory.Seen!.Pin);
-        Assert.Equal("falling", factory.Seen.Edge);
+        Assert.Equal(GpioEdge.Falling, factory.Seen.Edge);
 
         // Frames are captured all along, but nothing is classified without a press.
-        await TestService.WaitUntil(() => status.Captured >= 5, TimeSpan.FromSeconds(30), "captured frames");
-        await Task.Delay(300);
+        await TestService.WaitUntil(() => status.Captured >= 10, TimeSpan.FromSeconds(30), "captured frames");
         Assert.Equal(0, status.Classified);
 
         for (int press = 1; press <= 3; press++)
@@ -72,7 +72,8 @@ public class TriggerTests
             button.Press();
             await TestService.WaitUntil(() => status.Classified == press, TimeSpan.FromSeconds(60), $"classification {press}");
         }
-        await Task.Delay(500);
+        long captured = status.Captured;
+        await TestService.WaitUntil(() => status.Captured >= captured + 10, TimeSpan.FromSeconds(30), "frames after the last press");
         Assert.Equal(3, status.Classified); // one frame per press, not more
         Assert.Equal(3, lamp.Pulses);       // the tench matched each time
     }
@@ -87,20 +88,29 @@ public class TriggerTests
         config["Source:Fps"] = "20";
         config["Trigger:Mode"] = "interval";
         config["Trigger:IntervalMs"] = "1000";
-        await using (var service = await TestService.StartAsync(config))
+        var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using (var service = await TestService.StartAsync(config, s => s.AddSingleton<TimeProvider>(clock)))
         {
-            var status = service.Runtime.Status;
-            await Task.Delay(3500);
-            long classified = status.Classified;
-            Assert.InRange(classified, 2, 5); // ~one per second (the first at once or after 1 s), while 20 fps are captured
-            Assert.True(status.Captured > 3 * classified, $"captured {status.Captured}, classified {classified}");
+            var status = service.Status;
+            await TestService.WaitUntil(() => status.Captured >= 5, TimeSpan.FromSeconds(30), "captured frames");
+            Assert.Equal(0, status.Classified); // the clock has not moved: no tick yet
+            for (int tick = 1; tick <= 3; tick++)
+            {
+                clock.Advance(TimeSpan.FromMilliseconds(999));
+                long captured = status.Captured;
+                await TestService.WaitUntil(() => status.Captured >= captured + 3, TimeSpan.FromSeconds(30), "frames between ticks");
+                Assert.Equal(tick - 1, status.Classified); // 999 ms is not yet the interval
+                clock.Advance(TimeSpan.FromMilliseconds(1));
+                await TestService.WaitUntil(() => status.Classified == tick, TimeSpan.FromSeconds(60), $"the classification of tick {tick}");
+            }
+            Assert.True(status.Captured > 3 * status.Classified, $"captured {status.Captured}, classified {status.Classified}");
         }
 
         config["Trigger:Mode"] = "http";
         await using (var service = await TestService.StartAsync(config))
         {
-            await TestService.WaitUntil(() => service.Runtime.Status.Captured >= 3, TimeSpan.FromSeconds(30), "captured frames");
-            Assert.Equal(0, service.Runtime.Status.Classified);
+            await TestService.WaitUntil(() => service.Status.Captured >= 3, TimeSpan.FromSeconds(30), "captured frames");
+            Assert.Equal(0, service.Status.Classified);
             var empty = new ByteArrayContent([]);
             empty.Headers.ContentType = new MediaTypeHeaderValue("application/octet-stream");
             using var response = await service.Http.PostAsync("/v1/classify", empty);
@@ -108,7 +118,7 @@ public class TriggerTests
             Assert.Equal(200, (int)response.StatusCode);
             Assert.Contains("\"synset\":\"n01440764\"", body);
             Assert.Contains("\"source\":\"folder:", body);
-            Assert.Equal(1, service.Runtime.Status.Classified);
+            Assert.Equal(1, service.Status.Classified);
         }
     }
 }

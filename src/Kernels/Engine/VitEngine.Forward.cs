@@ -1,5 +1,6 @@
 using EdgeViT.Kernels.Model;
 using EdgeViT.Kernels.Parallel;
+using EdgeViT.Kernels.Quant;
 using EdgeViT.Kernels.Reduction;
 using EdgeViT.Kernels.Simd;
 
@@ -12,6 +13,7 @@ public sealed unsafe partial class VitEngine
     private readonly PackedMatrix? _headDist;
     private readonly PackedBlock[] _blocks;
     private readonly Workspace _ws;
+    private readonly Int8Activations? _int8Activations;
     private readonly TokenReductionContext _reduction;
     private NativeBuffer? _probabilities; // every head's attention rows, allocated the first time a reducer asks
 
@@ -26,17 +28,33 @@ public sealed unsafe partial class VitEngine
         void AfterAttention(int block, float* x, float* classScore, int n);
     }
 
-    /// <summary>Packed weights of block l, for the calibration backward pass (same assembly).</summary>
-    internal (PackedMatrix Qkv, PackedMatrix Proj, PackedMatrix Fc1, PackedMatrix Fc2) PackedBlockWeights(int l) =>
-        (_blocks[l].Qkv, _blocks[l].Proj, _blocks[l].Fc1, _blocks[l].Fc2);
-
-    private sealed class PackedBlock(VitBlockWeights w, SimdLevel level) : IDisposable
+    /// <summary>Packed fp32 weights of block l, for the calibration backward pass (same assembly; fp32 engines only).</summary>
+    internal (PackedMatrix Qkv, PackedMatrix Proj, PackedMatrix Fc1, PackedMatrix Fc2) PackedBlockWeights(int l)
     {
-        public readonly PackedMatrix Qkv = PackedMatrix.FromLinear(w.Qkv.Weight, w.Qkv.In, w.Qkv.Out, w.Qkv.Bias, level);
-        public readonly PackedMatrix Proj = PackedMatrix.FromLinear(w.Proj.Weight, w.Proj.In, w.Proj.Out, w.Proj.Bias, level);
-        public readonly PackedMatrix Fc1 = PackedMatrix.FromLinear(w.Fc1.Weight, w.Fc1.In, w.Fc1.Out, w.Fc1.Bias, level);
-        public readonly PackedMatrix Fc2 = PackedMatrix.FromLinear(w.Fc2.Weight, w.Fc2.In, w.Fc2.Out, w.Fc2.Bias, level);
-        public readonly VitBlockWeights Weights = w;
+        var b = _blocks[l];
+        if (b.Qkv.Fp32 is null) throw new InvalidOperationException("the calibration backward pass needs an fp32 engine");
+        return (b.Qkv.Fp32, b.Proj.Fp32!, b.Fc1.Fp32!, b.Fc2.Fp32!);
+    }
+
+    private sealed class PackedBlock : IDisposable
+    {
+        public readonly LinearLayer Qkv, Proj, Fc1, Fc2;
+        public readonly VitBlockWeights Weights;
+
+        public PackedBlock(VitBlockWeights w, SimdLevel level)
+        {
+            Weights = w;
+            Qkv = new LinearLayer(w.Qkv, level); Proj = new LinearLayer(w.Proj, level);
+            Fc1 = new LinearLayer(w.Fc1, level); Fc2 = new LinearLayer(w.Fc2, level);
+        }
+
+        public PackedBlock(VitBlockWeights w, QuantizedBlock q, Int8Kernel kernel, Int8Activations activations)
+        {
+            Weights = w;
+            Qkv = new LinearLayer(q.Qkv, kernel, activations); Proj = new LinearLayer(q.Proj, kernel, activations);
+            Fc1 = new LinearLayer(q.Fc1, kernel, activations); Fc2 = new LinearLayer(q.Fc2, kernel, activations);
+        }
+
         public void Dispose() { Qkv.Dispose(); Proj.Dispose(); Fc1.Dispose(); Fc2.Dispose(); }
     }
 
@@ -54,7 +72,17 @@ public sealed unsafe partial class VitEngine
         _patch = PackedMatrix.FromLinear(weights.PatchEmbed.Weight, c.PatchVectorLength, c.EmbedDim, weights.PatchEmbed.Bias, Simd);
         _head = PackedMatrix.FromLinear(weights.Head.Weight, c.EmbedDim, c.Classes, weights.Head.Bias, Simd);
         if (weights.HeadDistillation is { } hd) _headDist = PackedMatrix.FromLinear(hd.Weight, c.EmbedDim, c.Classes, hd.Bias, Simd);
-        _blocks = weights.Blocks.Select(b => new PackedBlock(b, Simd)).ToArray();
+        if (Options.Precision == Precision.Int8)
+        {
+            var q = Options.Quantized ?? QuantizedWeights.Quantize(weights);
+            if (q.ModelFingerprint != weights.Fingerprint || q.Blocks.Length != c.Depth)
+                throw new ArgumentException("the quantised weights were made from another model (fingerprint differs)");
+            var kernel = Options.Int8Kernel ?? Int8Kernels.For(Simd);
+            Int8Kernel = kernel;
+            _int8Activations = new Int8Activations(c.Tokens, Math.Max(3 * c.EmbedDim, c.MlpDim));
+            _blocks = weights.Blocks.Select((b, i) => new PackedBlock(b, q.Blocks[i], kernel, _int8Activations)).ToArray();
+        }
+        else _blocks = weights.Blocks.Select(b => new PackedBlock(b, Simd)).ToArray();
         _pool = new WorkerPool(Options.Threads);
         _ws = new Workspace(c, Simd, Options.Threads);
         _reduction = new TokenReductionContext(c, Simd, _ws.X, _ws.Qkv, _ws.ClassScore, _ws.ClassAttention, _ws.Sizes, _ws.TokenIds);
@@ -163,9 +191,9 @@ public sealed unsafe partial class VitEngine
         var blk = _blocks[l];
         int d = Config.EmbedDim;
         LayerNormRows(_ws.X, _ws.Xn, n, blk.Weights.Norm1);
-        Gemm.Multiply(_ws.Xn, d, n, blk.Qkv, _ws.Qkv, 3 * d, pool: _pool);
+        blk.Qkv.Apply(_ws.Xn, d, n, _ws.Qkv, 3 * d, pool: _pool);
         Attention(n, proportional, probabilities);
-        Gemm.Multiply(_ws.AttnOut, d, n, blk.Proj, _ws.X, d, accumulate: true, pool: _pool);
+        blk.Proj.Apply(_ws.AttnOut, d, n, _ws.X, d, accumulate: true, pool: _pool);
         LastStats.MultiplyAdds += 4L * n * d * d + 2L * n * n * d;
     }
 
@@ -179,8 +207,8 @@ public sealed unsafe partial class VitEngine
         LastStats.TokensPerBlock[l] = n;
         new ReadOnlySpan<int>(_ws.TokenIds, n).CopyTo(LastStats.KeptTokenIds.AsSpan(l * c.Tokens, n));
         LayerNormRows(_ws.X, _ws.Xn, n, blk.Weights.Norm2);
-        Gemm.Multiply(_ws.Xn, d, n, blk.Fc1, _ws.Hidden, c.MlpDim, epilogue: GemmEpilogue.Gelu, pool: _pool);
-        Gemm.Multiply(_ws.Hidden, c.MlpDim, n, blk.Fc2, _ws.X, d, accumulate: true, pool: _pool);
+        blk.Fc1.Apply(_ws.Xn, d, n, _ws.Hidden, c.MlpDim, epilogue: GemmEpilogue.Gelu, pool: _pool);
+        blk.Fc2.Apply(_ws.Hidden, c.MlpDim, n, _ws.X, d, accumulate: true, pool: _pool);
         LastStats.MultiplyAdds += 2L * n * d * c.MlpDim;
         return n;
     }
@@ -270,6 +298,7 @@ public sealed unsafe partial class VitEngine
         _patch.Dispose(); _head.Dispose(); _headDist?.Dispose();
         foreach (var b in _blocks) b.Dispose();
         _ws.Dispose();
+        _int8Activations?.Dispose();
         _probabilities?.Dispose();
     }
 }

@@ -16,10 +16,13 @@ switch (cmd)
         ModelBench.Run(Arg("--threads") is { } t ? t.Split(',').Select(int.Parse).ToArray() : [1, 2], level,
             (Arg("--sizes") ?? "tiny,small,base").Split(','), Console.Out);
         break;
+    case "int8":
+        Int8GemmBench.Run(ArgInt("--threads", 1), Console.Out);
+        break;
     case "panel": // panel TRACE.csv TARGET_MS LOAD_FROM_S LOAD_TO_S OUT.png
         PanelRender.Run(args[1], double.Parse(args[2]), double.Parse(args[3]), double.Parse(args[4]), args[5]);
         break;
-    default: Console.Error.WriteLine($"edgevit-bench: error: unknown command '{cmd}' (gemm, models, panel)"); return 2;
+    default: Console.Error.WriteLine($"edgevit-bench: error: unknown command '{cmd}' (gemm, models, int8, panel)"); return 2;
 }
 return 0;
 

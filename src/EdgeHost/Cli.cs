@@ -49,6 +49,7 @@ public static class Cli
         root.Add(EvalCommand.Create(stdout));
         root.Add(BenchCommand.Create(stdout));
         root.Add(CalibrateCommand.Create(stdout));
+        root.Add(QuantizeCommand.Create(stdout));
         root.Add(CompareCommand.Create(stdout));
         root.Add(ExplainCommand.Create(stdout));
         root.Add(Service.RunCommand.Create(stdout));

@@ -43,19 +43,28 @@ public static class EvalCommand
         var simd = CommonOptions.Simd();
         var json = CommonOptions.Json();
         var split = CommonOptions.Split();
+        var predictions = new Option<string?>("--predictions")
+        {
+            Description = "Also write image,label,top1 per image to this CSV (for paired comparisons of two runs).",
+            HelpName = "FILE",
+        };
         var pruning = new PruningOptions();
 
         var command = new Command("eval", "Top-1/top-5 accuracy and speed over a labelled image folder.")
         {
-            model, images, synsets, limit, split, threads, prefetch, simd, json,
+            model, images, synsets, limit, split, threads, prefetch, simd, json, predictions,
         };
         pruning.AddTo(command);
+        var precision = new PrecisionOptions();
+        precision.AddTo(command);
         command.SetAction(parse => Run(stdout, new EvalArgs(
             parse.GetRequiredValue(model), parse.GetRequiredValue(images), parse.GetRequiredValue(synsets), parse.GetValue(limit),
             parse.GetValue(threads), parse.GetValue(prefetch), CommonOptions.ParseSimd(parse.GetValue(simd)), parse.GetValue(json))
         {
             Split = parse.GetValue(split) ?? "all",
             Pruning = pruning.Read(parse),
+            Precision = precision.Read(parse),
+            Predictions = parse.GetValue(predictions),
         }));
         return command;
     }
@@ -65,6 +74,9 @@ public static class EvalCommand
     {
         public string Split { get; init; } = "all";
         public PruningOptions.Choice Pruning { get; init; } = new(null, null, null);
+        public PrecisionOptions.Choice Precision { get; init; } = PrecisionOptions.Choice.Fp32;
+        /// <summary>CSV of image, label, top-1 per image (paired comparisons of two runs).</summary>
+        public string? Predictions { get; init; }
     }
 
     public static int Run(TextWriter stdout, EvalArgs a)
@@ -74,6 +86,7 @@ public static class EvalCommand
         // Everything that can be checked before loading the model comes first: the folder, the synsets, every label.
         Inputs.RequireFile(a.Model, "model file");
         a.Pruning.Validate();
+        a.Precision.Validate();
         var paths = ImageFolder.List(a.Images, a.Limit, a.Split);
         var synsets = SynsetTable.Load(a.Synsets);
         var labels = paths.Select(p => ImageLabels.ClassOf(p, synsets)).ToArray();
@@ -83,10 +96,10 @@ public static class EvalCommand
         if (synsets.Count != config.Classes)
             throw new InputException($"{a.Synsets} lists {synsets.Count} classes but the model has {config.Classes}");
 
-        var set = a.Pruning.Resolve(weights);
+        var set = a.Pruning.Resolve(weights, a.Precision.Name);
         float[] thresholds = set?.Thresholds ?? [];
         var tokensKept = new double[config.Depth];
-        using var engine = new VitEngine(weights, new EngineOptions(a.Threads, a.Simd));
+        using var engine = new VitEngine(weights, a.Precision.Engine(a.Threads, a.Simd, a.Precision.Load(weights)));
         var preprocessor = new ImagePreprocessor(Inputs.PreprocessFor(config));
         var logits = new float[config.Classes];
         var best = new int[Math.Min(5, config.Classes)];
@@ -94,10 +107,11 @@ public static class EvalCommand
         var inferMs = new double[n];
         var decodeMs = new double[n];
         var preprocessMs = new double[n];
+        var predicted = new int[n];
         double gflopsSum = 0;
 
         if (!a.Json)
-            stdout.WriteLine($"model {a.Model} ({config.Describe()}), simd {engine.Simd}, threads {a.Threads}, {n} images ({a.Split})" +
+            stdout.WriteLine($"model {a.Model} ({config.Describe()}), simd {engine.Simd}, {a.Precision.Name}, threads {a.Threads}, {n} images ({a.Split})" +
                 (set is null ? ", dense" : $", RCTP budget {set.Budget:0.00} from {a.Pruning.Thresholds}"));
 
         using (var pipeline = new PreprocessPipeline(paths, preprocessor, a.Prefetch))
@@ -115,6 +129,7 @@ public static class EvalCommand
                 pipeline.Return(item);
 
                 int k = Ranking.TopK(logits, best);
+                predicted[i] = k > 0 ? best[0] : -1;
                 if (k > 0 && best[0] == labels[i]) correct1++;
                 if (best.AsSpan(0, k).Contains(labels[i])) correct5++;
 
@@ -141,7 +156,8 @@ public static class EvalCommand
             GflopsMean: r(gflopsSum / n, 6),
             Split: a.Split,
             Budget: set?.Budget,
-            TokensKeptPerBlock: tokensKept.Select(t => r(t / n, 2)).ToArray());
+            TokensKeptPerBlock: tokensKept.Select(t => r(t / n, 2)).ToArray()) { Precision = a.Precision.Name };
+        if (a.Predictions is not null) WritePredictions(a.Predictions, paths, labels, predicted);
 
         if (a.Json)
         {
@@ -158,5 +174,12 @@ public static class EvalCommand
             stdout.WriteLine($"tokens      {string.Join(" ", report.TokensKeptPerBlock!.Select(t => t.ToString("F0")))} kept per block (mean)");
         }
         return ExitCodes.Ok;
+    }
+
+    private static void WritePredictions(string path, IReadOnlyList<string> paths, int[] labels, int[] predicted)
+    {
+        using var w = new StreamWriter(path);
+        w.WriteLine("image,label,top1");
+        for (int i = 0; i < paths.Count; i++) w.WriteLine($"{Path.GetFileName(paths[i])},{labels[i]},{predicted[i]}");
     }
 }

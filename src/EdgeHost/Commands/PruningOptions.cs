@@ -47,12 +47,12 @@ public sealed class PruningOptions
             if (Thresholds is not null) Inputs.RequireFile(Thresholds, "thresholds file");
         }
 
-        /// <summary>The threshold set for the model, or null for dense; errors name the file and what is wrong.</summary>
-        public ThresholdSet? Resolve(VitWeights weights)
+        /// <summary>The threshold set for the model and engine precision ("fp32"/"int8"), or null for dense; errors name the file and what is wrong.</summary>
+        public ThresholdSet? Resolve(VitWeights weights, string precision)
         {
             if (Thresholds is null) return null;
             var file = ThresholdFile.Load(Thresholds);
-            file.EnsureMatches(weights);
+            file.EnsureMatches(weights, precision);
             double budget = Budget ?? GFlops!.Value / file.DenseGFlops;
             return file.Select(budget);
         }

@@ -18,6 +18,8 @@ switch (cmd)
         break;
     case "int8":
         Int8GemmBench.Run(ArgInt("--threads", 1), Console.Out);
+        Console.WriteLine();
+        Int8Profile.Run(ArgInt("--threads", 1), level, Console.Out);
         break;
     case "panel": // panel TRACE.csv TARGET_MS LOAD_FROM_S LOAD_TO_S OUT.png
         PanelRender.Run(args[1], double.Parse(args[2]), double.Parse(args[3]), double.Parse(args[4]), args[5]);

@@ -75,7 +75,7 @@ public sealed unsafe partial class VitEngine
         if (Options.Precision == Precision.Int8)
         {
             var q = Options.Quantized ?? QuantizedWeights.Quantize(weights);
-            if (q.ModelFingerprint != weights.Fingerprint || q.Blocks.Length != c.Depth)
+            if (q.Blocks.Length != c.Depth || !q.BelongsTo(weights))
                 throw new ArgumentException("the quantised weights were made from another model (fingerprint differs)");
             var kernel = Options.Int8Kernel ?? Int8Kernels.For(Simd);
             Int8Kernel = kernel;

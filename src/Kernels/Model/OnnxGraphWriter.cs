@@ -21,7 +21,7 @@ public sealed class OnnxGraphWriter
     /// <summary>Writes the model; <paramref name="quantized"/> null writes the plain fp32 graph.</summary>
     public static void Write(string path, VitWeights weights, QuantizedWeights? quantized)
     {
-        if (quantized is not null && quantized.ModelFingerprint != weights.Fingerprint) throw new ArgumentException("quantised weights belong to another model");
+        if (quantized is not null && !quantized.BelongsTo(weights)) throw new ArgumentException("quantised weights belong to another model");
         var bytes = new OnnxGraphWriter().Build(weights, quantized);
         string temp = path + ".tmp-" + Environment.ProcessId;
         try

@@ -23,7 +23,7 @@ public static class QuantizedFile
 
     public static void Save(string path, QuantizedWeights q, VitWeights model)
     {
-        if (q.ModelFingerprint != model.Fingerprint) throw new ArgumentException("quantised weights belong to another model");
+        if (!q.BelongsTo(model)) throw new ArgumentException("quantised weights belong to another model");
         var layers = q.Layers().ToList();
         using var payload = new MemoryStream();
         foreach (var (_, l) in layers)

@@ -67,9 +67,24 @@ public sealed record QuantizedBlock(QuantizedLinear Qkv, QuantizedLinear Proj, Q
 }
 
 /// <summary>A model's int8 weights, bound to the fingerprint of the fp32 model they were made from.</summary>
-public sealed record QuantizedWeights(string ModelFingerprint, QuantizedBlock[] Blocks)
+public sealed class QuantizedWeights
 {
-    public static QuantizedWeights Quantize(VitWeights weights) => new(weights.Fingerprint,
+    private readonly VitWeights? _madeFrom;
+    private string? _fingerprint;
+
+    public QuantizedWeights(string modelFingerprint, QuantizedBlock[] blocks) { _fingerprint = modelFingerprint; Blocks = blocks; }
+
+    private QuantizedWeights(VitWeights madeFrom, QuantizedBlock[] blocks) { _madeFrom = madeFrom; Blocks = blocks; }
+
+    public QuantizedBlock[] Blocks { get; }
+
+    /// <summary>SHA-256 fingerprint of the fp32 model (computed only when asked: hashing needs the platform's crypto).</summary>
+    public string ModelFingerprint => _fingerprint ??= _madeFrom!.Fingerprint;
+
+    /// <summary>True when these are the weights of <paramref name="weights"/> (same object, or same fingerprint).</summary>
+    public bool BelongsTo(VitWeights weights) => ReferenceEquals(_madeFrom, weights) || ModelFingerprint == weights.Fingerprint;
+
+    public static QuantizedWeights Quantize(VitWeights weights) => new(weights,
         weights.Blocks.Select(b => new QuantizedBlock(
             QuantizedLinear.Quantize(b.Qkv), QuantizedLinear.Quantize(b.Proj),
             QuantizedLinear.Quantize(b.Fc1), QuantizedLinear.Quantize(b.Fc2))).ToArray());

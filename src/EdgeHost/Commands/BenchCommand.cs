@@ -54,13 +54,17 @@ public static class BenchCommand
             DefaultValueFactory = _ => 32,
             HelpName = "N",
         }, 1);
+        var profile = new Option<bool>("--profile")
+        {
+            Description = "After the timed runs, run EdgeViT alone as many times again and print its mean ms per forward stage.",
+        };
         var split = CommonOptions.Split();
         var simd = CommonOptions.Simd();
         var json = CommonOptions.Json();
 
         var command = new Command("bench", "Time EdgeViT (dense or RCTP-pruned) against ONNX Runtime (alternating runs, same inputs and threads).")
         {
-            model, onnx, threads, iterations, warmup, image, images, limit, split, simd, json,
+            model, onnx, threads, iterations, warmup, image, images, limit, split, simd, json, profile,
         };
         var pruning = new PruningOptions();
         pruning.AddTo(command);
@@ -69,6 +73,7 @@ public static class BenchCommand
             parse.GetValue(warmup), parse.GetValue(image), CommonOptions.ParseSimd(parse.GetValue(simd)), parse.GetValue(json))
         {
             Images = parse.GetValue(images), Limit = parse.GetValue(limit), Split = parse.GetValue(split) ?? "all", Pruning = pruning.Read(parse),
+            Profile = parse.GetValue(profile),
         }));
         return command;
     }
@@ -80,6 +85,7 @@ public static class BenchCommand
         public int Limit { get; init; } = 32;
         public string Split { get; init; } = "all";
         public PruningOptions.Choice Pruning { get; init; } = new(null, null, null);
+        public bool Profile { get; init; }
     }
 
     public static int Run(TextWriter stdout, BenchArgs a)
@@ -174,6 +180,7 @@ public static class BenchCommand
             prunedVsDense[i] = denseMs[i] > 0 ? edgeMs[i] / denseMs[i] : double.NaN;
         }
         double gflops = gflopsSum / a.Iterations;
+        var profile = a.Profile ? ProfileStages(engine, inputs, logits, thresholds, a.Iterations) : null;
 
         var r = JsonOutput.Round;
         var report = new BenchReport(
@@ -196,7 +203,10 @@ public static class BenchCommand
             EdgevitDenseMs: dense is null ? null : r(Statistics.Median(denseMs), 4),
             PrunedVsDense: dense is null ? null : r(Statistics.Median(prunedVsDense), 4),
             DenseGflops: dense is null ? null : r(new Kernels.Rctp.FlopsModel(config).Dense / 1e9, 6),
-            Images: inputs.Count);
+            Images: inputs.Count)
+        {
+            ProfileMs = profile?.ToDictionary(p => p.Stage, p => r(p.Ms, 4)),
+        };
 
         if (a.Json)
         {
@@ -210,8 +220,25 @@ public static class BenchCommand
                 stdout.WriteLine($"dense        {report.EdgevitDenseMs,9:F3} ms median; pruned/dense {report.PrunedVsDense:F3} (median of paired ratios), {report.DenseGflops:F3} GFLOPs dense");
             stdout.WriteLine($"ratio        {report.Ratio,9:F3} edgevit/ort, median of {a.Iterations} pairs (p10 {report.RatioP10:F3}, p90 {report.RatioP90:F3})");
             stdout.WriteLine($"logits       max |diff| {report.MaxAbsLogitDiff:G4}, argmax {edgeArgmax} vs {ortArgmax}{(report.ArgmaxMatch ? "" : "  MISMATCH")}");
+            if (profile is not null)
+            {
+                double total = profile.Sum(p => p.Ms);
+                stdout.WriteLine($"profile      EdgeViT alone, mean of {a.Iterations} passes: {total:F3} ms");
+                foreach (var (stage, ms) in profile)
+                    stdout.WriteLine($"  {stage,-12} {ms,9:F3} ms  {100 * ms / total,5:F1} %");
+            }
         }
         return ExitCodes.Ok;
+    }
+
+    /// <summary>Mean ms per forward stage over n more passes of the engine alone (after the alternated timing).</summary>
+    private static List<(string Stage, double Ms)> ProfileStages(VitEngine engine, List<float[]> inputs, float[] logits, float[] thresholds, int n)
+    {
+        var profile = new StageProfile();
+        engine.Profile = profile;
+        for (int i = 0; i < n; i++) engine.Infer(inputs[i % inputs.Count], logits, thresholds);
+        engine.Profile = null;
+        return StageProfile.Stages.Select(s => (s.ToString(), profile.MeanMs(s))).ToList();
     }
 
     /// <summary>Like a normalised photo: uniform [0,1) pixels through the preprocessing's mean/std, per channel (CHW).</summary>

@@ -28,7 +28,11 @@ public sealed record BenchReport(
     double OnnxruntimeMs, double OnnxruntimeP10Ms, double OnnxruntimeP90Ms,
     double Ratio, double RatioP10, double RatioP90,
     double MaxAbsLogitDiff, bool ArgmaxMatch, int EdgevitArgmax, int OnnxruntimeArgmax, double Gflops,
-    double? Budget, double? EdgevitDenseMs, double? PrunedVsDense, double? DenseGflops, int Images);
+    double? Budget, double? EdgevitDenseMs, double? PrunedVsDense, double? DenseGflops, int Images)
+{
+    /// <summary>With --profile: EdgeViT's mean ms per forward stage (Embed, LayerNorm, Qkv, Attention, ...).</summary>
+    public Dictionary<string, double>? ProfileMs { get; init; }
+}
 
 /// <summary>WorstFlopsGapPercent: the largest |measured/predicted - 1| over the sets, in percent.</summary>
 public sealed record CalibrateReport(

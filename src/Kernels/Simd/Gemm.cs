@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using EdgeViT.Kernels.Parallel;
 
@@ -60,6 +61,7 @@ public static unsafe class Gemm
     }
 
     /// <summary>Packs row-major B [k x n] (row stride ldb) into panels of width w at dst; pads with zeros.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void PackRowMajor(float* b, int ldb, int k, int n, int w, float* dst)
     {
         int panels = (n + w - 1) / w;
@@ -79,6 +81,7 @@ public static unsafe class Gemm
     /// Packs the transpose of row-major X [n x k] (row stride ldx) as B = X^T [k x n] into panels of width w:
     /// how attention turns K [tokens x head dim] into the right operand of Q K^T.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void PackTransposed(float* x, int ldx, int n, int k, int w, float* dst)
     {
         int panels = (n + w - 1) / w;
@@ -169,6 +172,7 @@ public static unsafe class Gemm
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void RunRange<TOps, TV>(ref Job job, int p0, int p1, int m0, int m1)
         where TOps : IVectorOps<TV> where TV : unmanaged
     {

@@ -28,10 +28,16 @@ public static unsafe class Gemm
     /// <summary>Columns per packed panel: two vectors.</summary>
     public static int PanelWidth(SimdLevel level) => 2 * VectorWidth(level);
 
-    /// <summary>Rows per microkernel call: 12 (24 accumulators) where the ISA has 32 vector registers, else 6.</summary>
+    /// <summary>
+    /// Rows per microkernel call: 12 (24 accumulators) where x86 has 32 vector registers, else 6; on Arm64 the
+    /// FMLA-by-element kernel's 8 (16 accumulators + 8 A vectors of four k, <see cref="GemmMicrokernelArm"/>).
+    /// </summary>
     public static int RowBlock(SimdLevel level) =>
         level == SimdLevel.Scalar ? 4
+        : UseArmKernel(level) ? GemmMicrokernelArm.Rows
         : System.Runtime.Intrinsics.X86.Avx512F.IsSupported || System.Runtime.Intrinsics.Arm.AdvSimd.Arm64.IsSupported ? 12 : 6;
+
+    private static bool UseArmKernel(SimdLevel level) => level == SimdLevel.Vector128 && System.Runtime.Intrinsics.Arm.AdvSimd.Arm64.IsSupported;
 
     /// <summary>Multiply by a packed weight matrix, threaded over <paramref name="pool"/> when given.</summary>
     public static void Multiply(float* a, int lda, int m, PackedMatrix b, float* c, int ldc,
@@ -190,8 +196,12 @@ public static unsafe class Gemm
                 {
                     int rows = Math.Min(mr, m1 - m);
                     float* cp = job.C + (long)m * job.Ldc + p * w;
-                    GemmMicrokernel<TOps, TV>.Tile(rows, job.A + (long)m * job.Lda + kb, job.Lda, bp, cp, job.Ldc, kc,
-                        bias, !first || job.Accumulate, cols);
+                    if (typeof(TV) == typeof(Vector128<float>) && System.Runtime.Intrinsics.Arm.AdvSimd.Arm64.IsSupported)
+                        GemmMicrokernelArm.Tile(rows, job.A + (long)m * job.Lda + kb, job.Lda, bp, cp, job.Ldc, kc,
+                            bias, !first || job.Accumulate, cols);
+                    else
+                        GemmMicrokernel<TOps, TV>.Tile(rows, job.A + (long)m * job.Lda + kb, job.Lda, bp, cp, job.Ldc, kc,
+                            bias, !first || job.Accumulate, cols);
                     if (last && job.Epilogue == GemmEpilogue.Gelu)
                         for (int r = 0; r < rows; r++) Elementwise.Gelu<TOps, TV>(cp + (long)r * job.Ldc, cols);
                 }

@@ -109,7 +109,9 @@ public readonly unsafe struct V128Ops : IVectorOps<Vector128<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> CopySign(Vector128<float> m, Vector128<float> s) => Vector128.CopySign(m, s);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector128<float> a) => Vector128.Sum(a);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float MaxAcross(Vector128<float> a) => MathF.Max(MathF.Max(a[0], a[1]), MathF.Max(a[2], a[3]));
+    public static float MaxAcross(Vector128<float> a) => System.Runtime.Intrinsics.Arm.AdvSimd.Arm64.IsSupported
+        ? System.Runtime.Intrinsics.Arm.AdvSimd.Arm64.MaxAcross(a).ToScalar() // one FMAXV, not lane by lane
+        : MathF.Max(MathF.Max(a[0], a[1]), MathF.Max(a[2], a[3]));
 }
 
 /// <summary>Width-1 "vectors": the portable scalar path of every kernel.</summary>

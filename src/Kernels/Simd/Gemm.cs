@@ -126,10 +126,10 @@ public static unsafe class Gemm
     private const long MinParallelWork = 64 * 1024;
 
     /// <summary>Least multiply-adds per task (a few microseconds), so claiming one costs little against it.</summary>
-    private const long MinTaskWork = 48 * 1024;
+    private const long MinTaskWork = 32 * 1024;
 
     /// <summary>Tasks per thread when the work allows: small tasks claimed dynamically balance a loaded machine.</summary>
-    private const int TasksPerThread = 4;
+    private const int TasksPerThread = 8;
 
     private static void Run(ref Job job, WorkerPool? pool)
     {

@@ -54,13 +54,17 @@ public static class BenchCommand
             DefaultValueFactory = _ => 32,
             HelpName = "N",
         }, 1);
+        var profile = new Option<bool>("--profile")
+        {
+            Description = "After the timed runs, run EdgeViT alone as many times again and print its mean ms per forward stage.",
+        };
         var split = CommonOptions.Split();
         var simd = CommonOptions.Simd();
         var json = CommonOptions.Json();
 
         var command = new Command("bench", "Time EdgeViT (dense or RCTP-pruned) against ONNX Runtime (alternating runs, same inputs and threads).")
         {
-            model, onnx, threads, iterations, warmup, image, images, limit, split, simd, json,
+            model, onnx, threads, iterations, warmup, image, images, limit, split, simd, json, profile,
         };
         var pruning = new PruningOptions();
         pruning.AddTo(command);
@@ -72,6 +76,7 @@ public static class BenchCommand
         {
             Images = parse.GetValue(images), Limit = parse.GetValue(limit), Split = parse.GetValue(split) ?? "all", Pruning = pruning.Read(parse),
             Precision = precision.Read(parse),
+            Profile = parse.GetValue(profile),
         }));
         return command;
     }
@@ -84,6 +89,7 @@ public static class BenchCommand
         public string Split { get; init; } = "all";
         public PruningOptions.Choice Pruning { get; init; } = new(null, null, null);
         public PrecisionOptions.Choice Precision { get; init; } = PrecisionOptions.Choice.Fp32;
+        public bool Profile { get; init; }
     }
 
     public static int Run(TextWriter stdout, BenchArgs a)
@@ -181,6 +187,7 @@ public static class BenchCommand
             prunedVsDense[i] = denseMs[i] > 0 ? edgeMs[i] / denseMs[i] : double.NaN;
         }
         double gflops = gflopsSum / a.Iterations;
+        var profile = a.Profile ? ProfileStages(engine, inputs, logits, thresholds, a.Iterations) : null;
 
         var r = JsonOutput.Round;
         var report = new BenchReport(
@@ -203,7 +210,10 @@ public static class BenchCommand
             EdgevitDenseMs: dense is null ? null : r(Statistics.Median(denseMs), 4),
             PrunedVsDense: dense is null ? null : r(Statistics.Median(prunedVsDense), 4),
             DenseGflops: dense is null ? null : r(new Kernels.Rctp.FlopsModel(config).Dense / 1e9, 6),
-            Images: inputs.Count);
+            Images: inputs.Count)
+        {
+            ProfileMs = profile?.ToDictionary(p => p.Stage, p => r(p.Ms, 4)),
+        };
 
         if (a.Json)
         {
@@ -217,6 +227,13 @@ public static class BenchCommand
                 stdout.WriteLine($"dense        {report.EdgevitDenseMs,9:F3} ms median; pruned/dense {report.PrunedVsDense:F3} (median of paired ratios), {report.DenseGflops:F3} GFLOPs dense");
             stdout.WriteLine($"ratio        {report.Ratio,9:F3} edgevit/ort, median of {a.Iterations} pairs (p10 {report.RatioP10:F3}, p90 {report.RatioP90:F3})");
             stdout.WriteLine($"logits       max |diff| {report.MaxAbsLogitDiff:G4}, argmax {edgeArgmax} vs {ortArgmax}{(report.ArgmaxMatch ? "" : "  MISMATCH")}");
+            if (profile is not null)
+            {
+                double total = profile.Sum(p => p.Ms);
+                stdout.WriteLine($"profile      EdgeViT alone, mean of {a.Iterations} passes: {total:F3} ms");
+                foreach (var (stage, ms) in profile)
+                    stdout.WriteLine($"  {stage,-12} {ms,9:F3} ms  {100 * ms / total,5:F1} %");
+            }
         }
         return ExitCodes.Ok;
     }
@@ -286,6 +303,7 @@ public static class BenchCommand
                 ms[0][i] = Inputs.Ms(t0, t1); ms[1][i] = Inputs.Ms(t1, t2); ms[2][i] = Inputs.Ms(t2, t3);
                 ms[3][i] = Inputs.Ms(t3, t4); ms[4][i] = Inputs.Ms(t4, t5);
             }
+            var profile = a.Profile ? ProfileStages(int8, inputs, logits, thresholds, n) : null;
             var r = JsonOutput.Round;
             double Med(int e) => r(Statistics.Median(ms[e]), 4);
             double Ratio(int num, int den) => r(Statistics.Median(ms[num].Zip(ms[den], (p, q) => q > 0 ? p / q : double.PositiveInfinity).ToArray()), 4);
@@ -321,6 +339,7 @@ public static class BenchCommand
                 MaxAbsLogitDiffInt8 = maxDiffInt8,
                 ArgmaxMatchInt8 = argmaxInt8,
                 OnnxInt8 = "(temporary, written from the model by the quantize_dynamic pattern)",
+                ProfileMs = profile?.ToDictionary(p => p.Stage, p => r(p.Ms, 4)),
             };
             if (a.Json) JsonOutput.WriteLine(stdout, report, ReportJsonContext.Default.BenchReport);
             else
@@ -334,6 +353,11 @@ public static class BenchCommand
                 stdout.WriteLine($"{"ratios",-22}vs edgevit fp32 {report.RatioVsFp32:F3}, vs ort int8 {report.RatioVsOrtInt8:F3}, vs ort fp32 {report.RatioVsOrtFp32:F3} (medians of {n} paired ratios)");
                 if (pruned) stdout.WriteLine($"{"dense int8 ratios",-22}vs edgevit fp32 {report.DenseRatioVsFp32:F3}, vs ort int8 {report.DenseRatioVsOrtInt8:F3}, vs ort fp32 {report.DenseRatioVsOrtFp32:F3}");
                 stdout.WriteLine($"{"logits",-22}fp32 vs ort fp32 max |diff| {maxDiff:G4}; int8 vs ort int8 max |diff| {maxDiffInt8:G4}, argmax {(argmaxInt8 ? "agrees" : "DIFFERS")}");
+                if (profile is not null)
+                {
+                    stdout.WriteLine($"{"profile",-22}EdgeViT int8 alone, mean of {n} passes: {profile.Sum(p => p.Ms):F3} ms");
+                    foreach (var (stage, stageMs) in profile) stdout.WriteLine($"  {stage,-20}{stageMs,9:F3} ms");
+                }
             }
             return ExitCodes.Ok;
         }
@@ -341,6 +365,16 @@ public static class BenchCommand
         {
             if (File.Exists(onnxInt8)) File.Delete(onnxInt8);
         }
+    }
+
+    /// <summary>Mean ms per forward stage over n more passes of the engine alone (after the alternated timing).</summary>
+    private static List<(string Stage, double Ms)> ProfileStages(VitEngine engine, List<float[]> inputs, float[] logits, float[] thresholds, int n)
+    {
+        var profile = new StageProfile();
+        engine.Profile = profile;
+        for (int i = 0; i < n; i++) engine.Infer(inputs[i % inputs.Count], logits, thresholds);
+        engine.Profile = null;
+        return StageProfile.Stages.Select(s => (s.ToString(), profile.MeanMs(s))).ToList();
     }
 
     /// <summary>Like a normalised photo: uniform [0,1) pixels through the preprocessing's mean/std, per channel (CHW).</summary>

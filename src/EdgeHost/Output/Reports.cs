@@ -52,6 +52,8 @@ public sealed record BenchReport(
     public double? MaxAbsLogitDiffInt8 { get; init; }
     public bool? ArgmaxMatchInt8 { get; init; }
     public string? OnnxInt8 { get; init; }
+    /// <summary>With --profile: EdgeViT's mean ms per forward stage (Embed, LayerNorm, Qkv, Attention, ...).</summary>
+    public Dictionary<string, double>? ProfileMs { get; init; }
 }
 
 /// <summary>What 'edgevit quantize' wrote.</summary>

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using EdgeViT.Kernels.Model;
 using EdgeViT.Kernels.Parallel;
 using EdgeViT.Kernels.Quant;
@@ -16,6 +17,9 @@ public sealed unsafe partial class VitEngine
     private readonly Int8Activations? _int8Activations;
     private readonly TokenReductionContext _reduction;
     private NativeBuffer? _probabilities; // every head's attention rows, allocated the first time a reducer asks
+
+    /// <summary>When set, every forward pass adds its time per stage to it (bench --profile); null in production.</summary>
+    public StageProfile? Profile { get; set; }
 
     /// <summary>Sees the residual stream at block boundaries (calibration records it; null in production).</summary>
     internal IForwardObserver? Observer { get; set; }
@@ -153,7 +157,9 @@ public sealed unsafe partial class VitEngine
                 AttentionStage(l, n, proportional, probabilities);
                 _reduction.Block = l;
                 _reduction.Count = n;
+                long t = Mark();
                 int reduced = reducer.Reduce(l, _reduction);
+                Lap(ForwardStage.Reduce, ref t);
                 if (reduced < c.PrefixTokens || reduced > n)
                     throw new InvalidOperationException($"{reducer.Name} returned {reduced} tokens at block {l} (had {n}; prefix {c.PrefixTokens})");
                 n = MlpStage(l, reduced, float.NaN);
@@ -179,8 +185,10 @@ public sealed unsafe partial class VitEngine
     internal int BeginImage(float* img)
     {
         var stats = LastStats;
+        long t = Mark();
         stats.MultiplyAdds = Embed(img);
-        for (int t = 0; t < Config.Tokens; t++) { _ws.TokenIds[t] = t; _ws.Sizes[t] = 1f; }
+        Lap(ForwardStage.Embed, ref t);
+        for (int i = 0; i < Config.Tokens; i++) { _ws.TokenIds[i] = i; _ws.Sizes[i] = 1f; }
         stats.ReductionMultiplyAdds = 0;
         return Config.Tokens;
     }
@@ -190,10 +198,15 @@ public sealed unsafe partial class VitEngine
     {
         var blk = _blocks[l];
         int d = Config.EmbedDim;
+        long t = Mark();
         LayerNormRows(_ws.X, _ws.Xn, n, blk.Weights.Norm1);
+        Lap(ForwardStage.LayerNorm, ref t);
         blk.Qkv.Apply(_ws.Xn, d, n, _ws.Qkv, 3 * d, pool: _pool);
+        Lap(ForwardStage.Qkv, ref t);
         Attention(n, proportional, probabilities);
+        Lap(ForwardStage.Attention, ref t);
         blk.Proj.Apply(_ws.AttnOut, d, n, _ws.X, d, accumulate: true, pool: _pool);
+        Lap(ForwardStage.Proj, ref t);
         LastStats.MultiplyAdds += 4L * n * d * d + 2L * n * n * d;
     }
 
@@ -203,17 +216,38 @@ public sealed unsafe partial class VitEngine
         var blk = _blocks[l];
         var c = Config;
         int d = c.EmbedDim;
+        long t = Mark();
         if (!float.IsNegativeInfinity(tau) && !float.IsNaN(tau)) n = PruneTokens(n, tau);
         LastStats.TokensPerBlock[l] = n;
         new ReadOnlySpan<int>(_ws.TokenIds, n).CopyTo(LastStats.KeptTokenIds.AsSpan(l * c.Tokens, n));
+        Lap(ForwardStage.Reduce, ref t);
         LayerNormRows(_ws.X, _ws.Xn, n, blk.Weights.Norm2);
+        Lap(ForwardStage.LayerNorm, ref t);
         blk.Fc1.Apply(_ws.Xn, d, n, _ws.Hidden, c.MlpDim, epilogue: GemmEpilogue.Gelu, pool: _pool);
+        Lap(ForwardStage.Fc1Gelu, ref t);
         blk.Fc2.Apply(_ws.Hidden, c.MlpDim, n, _ws.X, d, accumulate: true, pool: _pool);
+        Lap(ForwardStage.Fc2, ref t);
         LastStats.MultiplyAdds += 2L * n * d * c.MlpDim;
         return n;
     }
 
-    internal void FinishImage(Span<float> logits) => LastStats.MultiplyAdds += Classify(logits);
+    internal void FinishImage(Span<float> logits)
+    {
+        long t = Mark();
+        LastStats.MultiplyAdds += Classify(logits);
+        Lap(ForwardStage.Head, ref t);
+        if (Profile is { } p) p.Passes++;
+    }
+
+    private long Mark() => Profile is null ? 0 : Stopwatch.GetTimestamp();
+
+    private void Lap(ForwardStage stage, ref long t)
+    {
+        if (Profile is not { } p) return;
+        long now = Stopwatch.GetTimestamp();
+        p.Add(stage, now - t);
+        t = now;
+    }
 
     /// <summary>Head-averaged class attention of the last <see cref="AttentionStage"/>, [n].</summary>
     internal float* ClassScores => _ws.ClassScore;
@@ -277,12 +311,32 @@ public sealed unsafe partial class VitEngine
         return (long)d * c.Classes * (_headDist is null ? 1 : 2);
     }
 
+    /// <summary>Rows per LayerNorm task: a few microseconds of work each.</summary>
+    private const int LayerNormChunk = 24;
+
+    private struct LayerNormJob
+    {
+        public float* X, Y, Gamma, Beta;
+        public int Rows, Dim;
+        public float Eps;
+        public SimdLevel Level;
+    }
+
     private void LayerNormRows(float* x, float* y, int rows, Norm norm)
     {
-        int d = Config.EmbedDim;
         fixed (float* g = norm.Gamma, b = norm.Beta)
-            for (int r = 0; r < rows; r++)
-                Elementwise.LayerNorm(Simd, x + (long)r * d, y + (long)r * d, d, g, b, Config.LayerNormEps);
+        {
+            var job = new LayerNormJob { X = x, Y = y, Gamma = g, Beta = b, Rows = rows, Dim = Config.EmbedDim, Eps = Config.LayerNormEps, Level = Simd };
+            _pool.Run((rows + LayerNormChunk - 1) / LayerNormChunk, &LayerNormTask, &job);
+        }
+    }
+
+    private static void LayerNormTask(void* ctx, int task, int worker)
+    {
+        ref var j = ref *(LayerNormJob*)ctx;
+        int r1 = Math.Min(j.Rows, (task + 1) * LayerNormChunk);
+        for (int r = task * LayerNormChunk; r < r1; r++)
+            Elementwise.LayerNorm(j.Level, j.X + (long)r * j.Dim, j.Y + (long)r * j.Dim, j.Dim, j.Gamma, j.Beta, j.Eps);
     }
 
     /// <summary>RCTP's threshold rule on the n tokens in flight (the same compaction a reducer uses).</summary>

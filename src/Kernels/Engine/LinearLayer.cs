@@ -25,9 +25,9 @@ internal sealed unsafe class LinearLayer : IDisposable
     }
 
     /// <param name="activations">scratch shared by the engine's int8 layers (one forward pass at a time).</param>
-    public LinearLayer(QuantizedLinear weights, Int8Kernel kernel, Int8Activations activations)
+    public LinearLayer(QuantizedLinear weights, Int8Kernel kernel, SimdLevel level, Int8Activations activations)
     {
-        _int8 = new Int8Matrix(weights, kernel);
+        _int8 = new Int8Matrix(weights, kernel, level);
         _activations = activations;
     }
 

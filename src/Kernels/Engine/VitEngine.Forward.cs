@@ -52,11 +52,11 @@ public sealed unsafe partial class VitEngine
             Fc1 = new LinearLayer(w.Fc1, level); Fc2 = new LinearLayer(w.Fc2, level);
         }
 
-        public PackedBlock(VitBlockWeights w, QuantizedBlock q, Int8Kernel kernel, Int8Activations activations)
+        public PackedBlock(VitBlockWeights w, QuantizedBlock q, Int8Kernel kernel, SimdLevel level, Int8Activations activations)
         {
             Weights = w;
-            Qkv = new LinearLayer(q.Qkv, kernel, activations); Proj = new LinearLayer(q.Proj, kernel, activations);
-            Fc1 = new LinearLayer(q.Fc1, kernel, activations); Fc2 = new LinearLayer(q.Fc2, kernel, activations);
+            Qkv = new LinearLayer(q.Qkv, kernel, level, activations); Proj = new LinearLayer(q.Proj, kernel, level, activations);
+            Fc1 = new LinearLayer(q.Fc1, kernel, level, activations); Fc2 = new LinearLayer(q.Fc2, kernel, level, activations);
         }
 
         public void Dispose() { Qkv.Dispose(); Proj.Dispose(); Fc1.Dispose(); Fc2.Dispose(); }
@@ -84,7 +84,7 @@ public sealed unsafe partial class VitEngine
             var kernel = Options.Int8Kernel ?? Int8Kernels.For(Simd);
             Int8Kernel = kernel;
             _int8Activations = new Int8Activations(c.Tokens, Math.Max(3 * c.EmbedDim, c.MlpDim));
-            _blocks = weights.Blocks.Select((b, i) => new PackedBlock(b, q.Blocks[i], kernel, _int8Activations)).ToArray();
+            _blocks = weights.Blocks.Select((b, i) => new PackedBlock(b, q.Blocks[i], kernel, Simd, _int8Activations)).ToArray();
         }
         else _blocks = weights.Blocks.Select(b => new PackedBlock(b, Simd)).ToArray();
         _pool = new WorkerPool(Options.Threads);

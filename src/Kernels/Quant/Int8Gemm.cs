@@ -46,7 +46,7 @@ public static unsafe class Int8Gemm
         {
             A = a, Lda = lda, M = m, B = b.Data, K = b.K, N = b.N, Groups = b.Groups, Kernel = b.Kernel,
             Q = act.Rows, Ldq = b.Groups * 4, RowScale = act.Scales, Scale = b.Scale, Bias = b.Bias, Corr = b.Correction,
-            C = c, Ldc = ldc, Accumulate = accumulate, Epilogue = epilogue,
+            C = c, Ldc = ldc, Accumulate = accumulate, Epilogue = epilogue, EpilogueLevel = b.EpilogueLevel,
         };
         QuantizeRows(ref job, pool);
         Run(ref job, pool);
@@ -79,6 +79,7 @@ public static unsafe class Int8Gemm
         public Int8Kernel Kernel;
         public bool Accumulate;
         public GemmEpilogue Epilogue;
+        public SimdLevel EpilogueLevel;
         public int Panels, PanelsPerTask, RowsPerTask, TasksAlongN, QuantRowsPerTask;
     }
 
@@ -222,18 +223,18 @@ public static unsafe class Int8Gemm
     {
         switch (job.Kernel)
         {
-            case Int8Kernel.Madd512: RunRange<Madd512Ops, Vector512<int>, V512Ops, Vector512<float>>(ref job, p0, p1, m0, m1); break;
-            case Int8Kernel.Madd256: RunRange<Madd256Ops, Vector256<int>, V256Ops, Vector256<float>>(ref job, p0, p1, m0, m1); break;
-            case Int8Kernel.Vnni256: RunRange<Vnni256Ops, Vector256<int>, V256Ops, Vector256<float>>(ref job, p0, p1, m0, m1); break;
-            case Int8Kernel.Madd128: RunRange<Madd128Ops, Vector128<int>, V128Ops, Vector128<float>>(ref job, p0, p1, m0, m1); break;
-            case Int8Kernel.ArmDot: RunRange<ArmDotOps, Vector128<int>, V128Ops, Vector128<float>>(ref job, p0, p1, m0, m1); break;
-            case Int8Kernel.ArmWiden: RunRange<ArmWidenOps, Vector128<int>, V128Ops, Vector128<float>>(ref job, p0, p1, m0, m1); break;
-            default: RunRange<ScalarInt8Ops, int, ScalarOps, float>(ref job, p0, p1, m0, m1); break;
+            case Int8Kernel.Madd512: RunRange<Madd512Ops, Vector512<int>>(ref job, p0, p1, m0, m1); break;
+            case Int8Kernel.Madd256: RunRange<Madd256Ops, Vector256<int>>(ref job, p0, p1, m0, m1); break;
+            case Int8Kernel.Vnni256: RunRange<Vnni256Ops, Vector256<int>>(ref job, p0, p1, m0, m1); break;
+            case Int8Kernel.Madd128: RunRange<Madd128Ops, Vector128<int>>(ref job, p0, p1, m0, m1); break;
+            case Int8Kernel.ArmDot: RunRange<ArmDotOps, Vector128<int>>(ref job, p0, p1, m0, m1); break;
+            case Int8Kernel.ArmWiden: RunRange<ArmWidenOps, Vector128<int>>(ref job, p0, p1, m0, m1); break;
+            default: RunRange<ScalarInt8Ops, int>(ref job, p0, p1, m0, m1); break;
         }
     }
 
-    private static void RunRange<TOps, TAcc, TF, TV>(ref Job job, int p0, int p1, int m0, int m1)
-        where TOps : IInt8Ops<TAcc> where TAcc : unmanaged where TF : IVectorOps<TV> where TV : unmanaged
+    private static void RunRange<TOps, TAcc>(ref Job job, int p0, int p1, int m0, int m1)
+        where TOps : IInt8Ops<TAcc> where TAcc : unmanaged
     {
         int w = 2 * TOps.Lanes, mr = Int8Kernels.RowBlock(job.Kernel);
         bool gelu = job.Epilogue == GemmEpilogue.Gelu && job.RawOut == null;
@@ -256,7 +257,7 @@ public static unsafe class Int8Gemm
                 Int8Microkernel<TOps, TAcc>.Tile(rows, aq, job.Ldq, bp, job.Groups, cp, job.Ldc, null,
                     job.Scale + p * w, job.RowScale + m, job.Bias + p * w, corr, job.Accumulate, cols);
                 if (gelu)
-                    for (int r = 0; r < rows; r++) Elementwise.Gelu<TF, TV>(cp + (long)r * job.Ldc, cols);
+                    for (int r = 0; r < rows; r++) Elementwise.Gelu(job.EpilogueLevel, cp + (long)r * job.Ldc, cols);
             }
         }
     }

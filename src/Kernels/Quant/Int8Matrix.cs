@@ -26,8 +26,13 @@ public sealed unsafe class Int8Matrix : IDisposable
 
     private readonly NativeBuffer _data, _scale, _bias, _corr;
 
-    public Int8Matrix(QuantizedLinear layer, Int8Kernel kernel)
+    /// <summary>Vector width of the fp32 epilogue work (GELU): the engine's level, which may be wider than the kernel's (VNNI is 256-bit).</summary>
+    public SimdLevel EpilogueLevel { get; }
+
+    public Int8Matrix(QuantizedLinear layer, Int8Kernel kernel, SimdLevel? epilogueLevel = null)
     {
+        EpilogueLevel = epilogueLevel ?? Int8Kernels.Level(kernel);
+        SimdLevels.EnsureSupported(EpilogueLevel);
         if (!Int8Kernels.IsSupported(kernel)) throw new PlatformNotSupportedException($"int8 kernel {kernel} is not supported on this CPU");
         K = layer.In; N = layer.Out; Kernel = kernel;
         PanelWidth = Int8Kernels.PanelWidth(kernel);

@@ -72,7 +72,7 @@ public static class HttpApi
             w.WriteString("path", o.Model);
             w.WriteBoolean("loaded", s.ModelLoaded);
             if (rt.Model is { } m) w.WriteString("description", m.Config.Describe());
-            if (rt.Classifier is { } c) { w.WriteString("simd", c.Simd); w.WriteNumber("threads", c.Threads); }
+            if (rt.Classifier is { } c) { w.WriteString("simd", c.Simd); w.WriteNumber("threads", c.Threads); w.WriteString("precision", c.Model.Precision); }
             w.WriteEndObject();
             w.WriteStartObject("source");
             w.WriteString("kind", o.Source.Kind);

@@ -14,6 +14,12 @@ namespace EdgeViT.Kernels.Parallel;
 /// waited on by worker check-in, so N threads cost at most the dispatch overhead over one.
 /// </para>
 /// <para>
+/// A worker preempted in the middle of a task it claimed is the one thing the caller must wait for. When that
+/// wait exceeds <see cref="StallMicroseconds"/> (the machine is oversubscribed: a time slice, not a task), the
+/// next dispatches run on the caller alone, for a stretch that doubles while stalls recur and halves while they
+/// do not, so on a loaded machine N threads degrade to about one thread instead of to a crawl.
+/// </para>
+/// <para>
 /// Idle workers spin for <see cref="SpinMicroseconds"/> (a forward pass issues ~100 dispatches back to back),
 /// then block on a semaphore, so an idle or slow-paced service burns no CPU.
 /// </para>
@@ -23,12 +29,21 @@ public sealed unsafe class WorkerPool : IDisposable
     /// <summary>How long an idle worker polls for the next dispatch before it blocks.</summary>
     public const int SpinMicroseconds = 50;
 
+    /// <summary>A wait for claimed tasks longer than this means a worker lost its CPU mid-task.</summary>
+    public const int StallMicroseconds = 500;
+
+    private const int MinSerialStretch = 128, MaxSerialStretch = 16384;
+
     /// <summary>Tasks per <see cref="Run"/> call are packed into 16 bits of the claim word.</summary>
     public const int MaxTasks = ushort.MaxValue;
 
     private readonly Thread[] _threads;
     private readonly SemaphoreSlim _wake = new(0);
     private readonly long _spinTicks = Math.Max(1, Stopwatch.Frequency * SpinMicroseconds / 1_000_000);
+    private readonly long _stallTicks = Math.Max(1, Stopwatch.Frequency * StallMicroseconds / 1_000_000);
+    private int _serialLeft;                     // dispatches still to run on the caller alone after a stall
+    private int _serialStretch = MinSerialStretch;
+    private int _cleanRuns;                      // parallel dispatches since the last stall
 
     // The claim word: generation (32 bits) | task count (16) | next unclaimed task (16). One CAS claims a task
     // and proves the generation is still current, so the _fn/_ctx read before it belong to that generation.
@@ -41,6 +56,9 @@ public sealed unsafe class WorkerPool : IDisposable
     private volatile bool _disposed;
 
     public int Threads { get; }
+
+    /// <summary>Dispatches whose caller waited past <see cref="StallMicroseconds"/> for a claimed task.</summary>
+    public long Stalls { get; private set; }
 
     /// <summary>Test seam: called by a worker (with its index) before it looks for tasks, e.g. to hold it back.</summary>
     internal Action<int>? BeforeWorkerClaims { get; set; }
@@ -63,8 +81,9 @@ public sealed unsafe class WorkerPool : IDisposable
     {
         if (taskCount <= 0) return;
         if (taskCount > MaxTasks) throw new ArgumentOutOfRangeException(nameof(taskCount), taskCount, $"at most {MaxTasks} tasks per run");
-        if (_threads.Length == 0 || taskCount == 1)
+        if (_threads.Length == 0 || taskCount == 1 || _serialLeft > 0)
         {
+            if (_serialLeft > 0) _serialLeft--;
             for (int t = 0; t < taskCount; t++) fn(ctx, t, 0);
             return;
         }
@@ -77,11 +96,27 @@ public sealed unsafe class WorkerPool : IDisposable
         WakeSleepers();
 
         int mine = Drain(0);
-        if (mine > 0 && Interlocked.Add(ref _done, mine) == taskCount) { ThrowIfFailed(); return; }
+        if (mine > 0 && Interlocked.Add(ref _done, mine) == taskCount) { Clean(); ThrowIfFailed(); return; }
         // Only tasks other threads already claimed are left: wait for them, yielding the CPU if one was descheduled.
+        long waitFrom = Stopwatch.GetTimestamp();
         var spin = new SpinWait();
         while (Volatile.Read(ref _done) != taskCount) spin.SpinOnce(sleep1Threshold: -1);
+        if (Stopwatch.GetTimestamp() - waitFrom > _stallTicks)
+        {
+            Stalls++;
+            _serialLeft = _serialStretch;
+            _serialStretch = Math.Min(MaxSerialStretch, 2 * _serialStretch);
+            _cleanRuns = 0;
+        }
+        else Clean();
         ThrowIfFailed();
+    }
+
+    private void Clean()
+    {
+        if (++_cleanRuns < 4 * MinSerialStretch) return;
+        _cleanRuns = 0;
+        _serialStretch = Math.Max(MinSerialStretch, _serialStretch / 2);
     }
 
     private void ThrowIfFailed()

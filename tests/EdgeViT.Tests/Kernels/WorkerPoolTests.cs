@@ -85,6 +85,30 @@ public unsafe class WorkerPoolTests
         for (int i = 0; i < 400; i++) RunOnce(pool, rng.Next(1, 30), 200);
     }
 
+    private static void SlowOnWorkers(void* ctx, int task, int worker)
+    {
+        Interlocked.Increment(ref ((int*)ctx)[worker]);
+        if (worker != 0) Thread.Sleep(5); // a worker that loses its CPU in the middle of a task
+    }
+
+    [Fact]
+    public void AfterAStallTheCallerRunsTheNextDispatchesAlone()
+    {
+        using var pool = new WorkerPool(2);
+        var byWorker = new int[2];
+        var sw = Stopwatch.StartNew();
+        fixed (int* w = byWorker)
+        {
+            // Until a worker has taken a (slow) task, the caller has waited > StallMicroseconds once.
+            while (pool.Stalls == 0 && sw.Elapsed < TimeSpan.FromSeconds(30)) pool.Run(2, &SlowOnWorkers, w);
+            Assert.True(pool.Stalls > 0, "no worker took a task in 30 s");
+            Array.Clear(byWorker);
+            for (int i = 0; i < 100; i++) pool.Run(2, &SlowOnWorkers, w);
+        }
+        Assert.Equal(0, byWorker[1]); // the stretch after a stall is at least 128 dispatches
+        Assert.Equal(200, byWorker[0]);
+    }
+
     private static void Throw(void* ctx, int task, int worker)
     {
         if (task == 7) throw new InvalidOperationException("task 7 failed");

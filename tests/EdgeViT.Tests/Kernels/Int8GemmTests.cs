@@ -156,4 +156,20 @@ public unsafe class Int8GemmTests
                 Assert.True(Math.Abs(logits[i] - first[i]) < 2e-3 * (1 + Math.Abs(first[i])), $"{kernel}: logit {i} = {logits[i]}, {Int8Kernels.Supported[0]} gave {first[i]}");
         }
     }
+
+    /// <summary>The int8 forward pass allocates nothing per image once warm (1 and 2 threads).</summary>
+    [Fact]
+    public void Int8ForwardAllocatesNothing()
+    {
+        var config = VitEngineTests.Small;
+        var w = VitWeights.Random(config, seed: 5);
+        var img = VitEngineTests.RandomImage(config, 6);
+        var logits = new float[config.Classes];
+        foreach (int threads in new[] { 1, 2 })
+        {
+            using var engine = new VitEngine(w, new EngineOptions(threads) { Precision = Precision.Int8 });
+            long bytes = EdgeViT.Tests.Support.SteadyAllocation.Bytes(() => engine.Infer(img, logits));
+            Assert.True(bytes == 0, $"T={threads}: {bytes} bytes allocated per int8 forward pass");
+        }
+    }
 }

@@ -3,7 +3,8 @@
 #  1. the whole xunit suite (x64, best SIMD level; kernel tests also loop over every lower level in-process);
 #  2. the kernel and imaging tests again with lower x86 levels forced through the runtime's knobs, so ISA
 #     detection and the 6-row microkernel (16-register ISAs) run as they would on such CPUs;
-#  3. the same tests from the linux-arm64 build under qemu-user, so the AdvSimd path really executes.
+#  3. the same tests from the linux-arm64 build under qemu-user, so the AdvSimd path really executes, once on a
+#     CPU with the dot-product extension (-cpu max) and once without (-cpu cortex-a72).
 # Ends with one "N passed, N failed" line; exits non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -40,13 +41,19 @@ runner=tests/ArmRunner/bin/Release/net10.0/edgevit-test-runner.dll
 suites="EdgeViT.Tests.Kernels EdgeViT.Tests.Imaging EdgeViT.Tests.Capture"
 # .NET 10 reads DOTNET_EnableAVX512 (DOTNET_EnableAVX512F alone no longer disables AVX-512); set both.
 run env DOTNET_EnableAVX512=0 DOTNET_EnableAVX512F=0 dotnet "$runner" $suites
+# Zen 3 exactly: AVX2 without AVX-VNNI (the int8 kernels fall back to vpmaddwd).
+run env DOTNET_EnableAVX512=0 DOTNET_EnableAVX512F=0 DOTNET_EnableAVXVNNI=0 dotnet "$runner" $suites
 run env DOTNET_EnableAVX2=0 dotnet "$runner" $suites
 run env DOTNET_EnableHWIntrinsic=0 dotnet "$runner" $suites
 
 if command -v qemu-aarch64-static >/dev/null && [ -d /usr/aarch64-linux-gnu ]; then
   dotnet publish tests/ArmRunner -c Release -r linux-arm64 --self-contained -o artifacts/arm64-tests -nologo -clp:ErrorsOnly >/dev/null || status=1
-  run env QEMU_LD_PREFIX=/usr/aarch64-linux-gnu DOTNET_EnableWriteXorExecute=0 DOTNET_SYSTEM_GLOBALIZATION_INVARIANT=1 \
-      qemu-aarch64-static artifacts/arm64-tests/edgevit-test-runner $suites
+  # Twice: an Armv8.2+ core with the dot-product unit (SDOT int8 kernel; Pi 5, Orin) and a Cortex-A72 without it
+  # (Pi 4: the SMULL widening int8 kernel).
+  for cpu in max cortex-a72; do
+    run env QEMU_CPU=$cpu QEMU_LD_PREFIX=/usr/aarch64-linux-gnu DOTNET_EnableWriteXorExecute=0 DOTNET_SYSTEM_GLOBALIZATION_INVARIANT=1 \
+        qemu-aarch64-static artifacts/arm64-tests/edgevit-test-runner $suites
+  done
   # The published linux-arm64 CLI under qemu: predict and a short eval, dense and with --thresholds, give the same
   # top-1 as the linux-x64 publish (deploy/arm64-check.sh; a few minutes).
   run env ARM64_CHECK_LIMIT="${ARM64_CHECK_LIMIT:-10}" bash deploy/arm64-check.sh

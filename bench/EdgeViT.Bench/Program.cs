@@ -1,7 +1,7 @@
 using EdgeViT.Kernels.Simd;
 using EdgeViT.Bench;
 
-// edgevit-bench gemm [--threads T] [--simd LEVEL]
+// edgevit-bench gemm [--threads T] [--simd LEVEL] | models [--threads 1,2] | threads [--model FILE] [--threads 1,2] [--iterations N]
 string cmd = args.Length > 0 ? args[0] : "gemm";
 var level = Arg("--simd") is { } s ? SimdLevels.Parse(s) : SimdLevels.Best;
 switch (cmd)
@@ -16,10 +16,19 @@ switch (cmd)
         ModelBench.Run(Arg("--threads") is { } t ? t.Split(',').Select(int.Parse).ToArray() : [1, 2], level,
             (Arg("--sizes") ?? "tiny,small,base").Split(','), Console.Out);
         break;
+    case "int8":
+        Int8GemmBench.Run(ArgInt("--threads", 1), Console.Out);
+        Console.WriteLine();
+        Int8Profile.Run(ArgInt("--threads", 1), level, Console.Out);
+        break;
+    case "threads": // threads --model FILE [--threads 1,2] [--iterations N]
+        ThreadsBench.Run(Arg("--model") ?? "../shared/models/deit_tiny_patch16_224.safetensors",
+            (Arg("--threads") ?? "1,2").Split(',').Select(int.Parse).ToArray(), level, ArgInt("--iterations", 200), Console.Out);
+        break;
     case "panel": // panel TRACE.csv TARGET_MS LOAD_FROM_S LOAD_TO_S OUT.png
         PanelRender.Run(args[1], double.Parse(args[2]), double.Parse(args[3]), double.Parse(args[4]), args[5]);
         break;
-    default: Console.Error.WriteLine($"edgevit-bench: error: unknown command '{cmd}' (gemm, models, panel)"); return 2;
+    default: Console.Error.WriteLine($"edgevit-bench: error: unknown command '{cmd}' (gemm, models, int8, threads, panel)"); return 2;
 }
 return 0;
 

@@ -52,6 +52,7 @@ public static class Cli
         root.Add(BenchCommand.Create(stdout));
 #endif
         root.Add(CalibrateCommand.Create(stdout));
+        root.Add(QuantizeCommand.Create(stdout));
 #if !EDGEVIT_DEVICE
         root.Add(CompareCommand.Create(stdout));
 #endif

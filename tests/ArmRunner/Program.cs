@@ -3,15 +3,15 @@ using System.Reflection;
 using System.Runtime.InteropServices;
 using Xunit;
 
-// edgevit-test-runner [NAMESPACE-PREFIX...]: runs [Fact] and [Theory] (InlineData/MemberData) tests of the
-// test assembly whose class namespace starts with a prefix; prints one line per failure and a closing
+// edgevit-test-runner [PREFIX...]: runs [Fact] and [Theory] (InlineData/MemberData) tests of the
+// test assembly whose full class name (namespace.Class) starts with a prefix; prints one line per failure and a closing
 // "N passed, N failed" line; exits 1 on any failure.
 var prefixes = args.Length > 0 ? args : ["EdgeViT.Tests.Kernels"];
 var assembly = typeof(EdgeViT.Tests.SharedAssets).Assembly;
 int passed = 0, failed = 0;
 Console.WriteLine($"edgevit-test-runner: {RuntimeInformation.ProcessArchitecture}, SIMD levels: {string.Join(", ", EdgeViT.Kernels.Simd.SimdLevels.Supported)}");
 var sw = Stopwatch.StartNew();
-foreach (var type in assembly.GetTypes().Where(t => t.IsClass && !t.IsAbstract && prefixes.Any(p => (t.Namespace ?? "").StartsWith(p, StringComparison.Ordinal))).OrderBy(t => t.FullName))
+foreach (var type in assembly.GetTypes().Where(t => t.IsClass && !t.IsAbstract && prefixes.Any(p => (t.FullName ?? "").StartsWith(p, StringComparison.Ordinal))).OrderBy(t => t.FullName))
 {
     foreach (var method in type.GetMethods(BindingFlags.Public | BindingFlags.Instance | BindingFlags.Static).OrderBy(m => m.Name))
     {

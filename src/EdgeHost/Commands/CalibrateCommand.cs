@@ -47,9 +47,12 @@ public static class CalibrateCommand
         var simd = CommonOptions.Simd();
         var json = CommonOptions.Json();
 
+        // Only --precision: the fit stage quantises the model itself (the probe's backward pass stays fp32).
+        var precision = new PrecisionOptions().Precision;
+        precision.Description = "Engine the thresholds are fitted on: fp32 (default) or int8; the file records it and predict/eval/bench/run refuse it for the other.";
         var command = new Command("calibrate", "RCTP: calibrate class-attention thresholds for every FLOPs budget on a grid.")
         {
-            model, images, synsets, output, limit, split, candidates, budgets, fisherAt, pseudo, workers, simd, json,
+            model, images, synsets, output, limit, split, candidates, budgets, fisherAt, pseudo, workers, simd, json, precision,
         };
         command.SetAction(parse => Run(stdout, new CalibrateArgs(
             parse.GetRequiredValue(model), parse.GetRequiredValue(images), parse.GetValue(synsets), parse.GetRequiredValue(output),
@@ -57,6 +60,7 @@ public static class CalibrateCommand
             parse.GetValue(pseudo), parse.GetValue(workers), CommonOptions.ParseSimd(parse.GetValue(simd)), parse.GetValue(json))
         {
             FisherSite = parse.GetValue(fisherAt) == "msa" ? FisherSite.MsaOutput : FisherSite.TokenState,
+            Precision = new PrecisionOptions.Choice(parse.GetValue(precision), null),
         }));
         return command;
     }
@@ -65,6 +69,7 @@ public static class CalibrateCommand
         string Budgets, bool PseudoLabels, int Workers, Kernels.Simd.SimdLevel? Simd, bool Json)
     {
         public FisherSite FisherSite { get; init; } = FisherSite.TokenState;
+        public PrecisionOptions.Choice Precision { get; init; } = PrecisionOptions.Choice.Fp32;
     }
 
     public static int Run(TextWriter stdout, CalibrateArgs a)
@@ -89,7 +94,7 @@ public static class CalibrateCommand
 
         void Log(string line) { if (!a.Json) { lock (stdout) stdout.WriteLine(line); } }
         Log($"calibrating {config.Describe()} on {paths.Count} images ({a.Split}, {(a.PseudoLabels ? "pseudo-labels" : "labels from file names")}), " +
-            $"{a.Candidates} candidates per block, Fisher at the {(a.FisherSite == FisherSite.TokenState ? "token state" : "MSA output")}, {grid.Length} budgets, {a.Workers} workers");
+            $"{a.Candidates} candidates per block, Fisher at the {(a.FisherSite == FisherSite.TokenState ? "token state" : "MSA output")}, {grid.Length} budgets, {a.Workers} workers, fitted on the {a.Precision.Name} engine");
 
         var describe = new Dictionary<string, string>
         {
@@ -104,7 +109,7 @@ public static class CalibrateCommand
             if (!preprocessors.TryTake(out var pre)) pre = new ImagePreprocessor(Inputs.PreprocessFor(config));
             try { Inputs.LoadImage(paths[i], pre, chw); }
             finally { preprocessors.Add(pre); }
-        }, labels, grid, new CalibrationOptions(a.Candidates, a.FisherSite, a.Workers, Simd: a.Simd), describe, Log);
+        }, labels, grid, new CalibrationOptions(a.Candidates, a.FisherSite, a.Workers, Simd: a.Simd) { Precision = a.Precision.Value }, describe, Log);
 
         report.File.Save(a.Out);
         double wall = Inputs.Ms(start, Stopwatch.GetTimestamp()) / 1000;

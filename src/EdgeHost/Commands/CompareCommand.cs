@@ -47,19 +47,27 @@ public static class CompareCommand
         var simd = CommonOptions.Simd();
         var json = CommonOptions.Json();
 
+        var precision = new PrecisionOptions().Precision;
+        precision.Description = "Engine precision for every method and dense: fp32 (default) or int8 (RCTP is calibrated on it).";
         var command = new Command("compare", "Token-reduction methods against each other and dense at matched FLOPs budgets (accuracy, CI, latency).")
         {
-            model, images, synsets, budgets, output, methods, limit, workers, rctpThresholds, simd, json,
+            model, images, synsets, budgets, output, methods, limit, workers, rctpThresholds, simd, json, precision,
         };
         command.SetAction(parse => Run(stdout, new CompareArgs(
             parse.GetRequiredValue(model), parse.GetRequiredValue(images), parse.GetRequiredValue(synsets),
             parse.GetValue(budgets) ?? "0.5,0.6,0.7,0.8,0.9", parse.GetRequiredValue(output), parse.GetValue(methods) ?? MethodCatalog.DefaultMethods,
-            parse.GetValue(limit), parse.GetValue(workers), parse.GetValue(rctpThresholds), CommonOptions.ParseSimd(parse.GetValue(simd)), parse.GetValue(json))));
+            parse.GetValue(limit), parse.GetValue(workers), parse.GetValue(rctpThresholds), CommonOptions.ParseSimd(parse.GetValue(simd)), parse.GetValue(json))
+        {
+            Precision = new PrecisionOptions.Choice(parse.GetValue(precision), null),
+        }));
         return command;
     }
 
     public sealed record CompareArgs(string Model, string Images, string Synsets, string Budgets, string Out, string Methods,
-        int? Limit, int Workers, string? RctpThresholds, Kernels.Simd.SimdLevel? Simd, bool Json);
+        int? Limit, int Workers, string? RctpThresholds, Kernels.Simd.SimdLevel? Simd, bool Json)
+    {
+        public PrecisionOptions.Choice Precision { get; init; } = PrecisionOptions.Choice.Fp32;
+    }
 
     public static int Run(TextWriter stdout, CompareArgs a)
     {
@@ -90,7 +98,7 @@ public static class CompareCommand
         if (a.RctpThresholds is not null)
         {
             rctpFile = ThresholdFile.Load(a.RctpThresholds);
-            rctpFile.EnsureMatches(weights);
+            rctpFile.EnsureMatches(weights, a.Precision.Name);
         }
         Directory.CreateDirectory(a.Out);
 
@@ -108,20 +116,20 @@ public static class CompareCommand
         var context = new CompareContext
         {
             Weights = weights, CalibrationImages = calibration, CalibrationLabels = calibrationLabels, Budgets = budgets,
-            Workers = a.Workers, Simd = a.Simd, RctpThresholds = rctpFile, OutDir = a.Out, Log = Log,
+            Workers = a.Workers, Simd = a.Simd, Precision = a.Precision.Value, RctpThresholds = rctpFile, OutDir = a.Out, Log = Log,
         };
         var instances = methodNames.Select(name => MethodCatalog.Create(name, context)).ToArray();
         double methodsS = clock.Elapsed.TotalSeconds;
 
         clock.Restart();
-        var matches = BudgetMatcher.Match(weights, instances, budgets, calibration, a.Workers, a.Simd, Log);
+        var matches = BudgetMatcher.Match(weights, instances, budgets, calibration, a.Workers, a.Simd, Log, a.Precision.Value);
         double matchS = clock.Elapsed.TotalSeconds;
 
         clock.Restart();
         var dense = new RunnerOutcomes(MethodCatalog.Dense, null, evaluation.Length);
         var runs = matches.Select(m => (Match: m, Outcomes: new RunnerOutcomes($"{m.Method}@{m.Budget}", m.Setting.Reducer, evaluation.Length))).ToList();
         Log($"evaluating {runs.Count + 1} runs per image (round robin, 1 thread)");
-        RoundRobinEvaluation.Run(weights, a.Simd, evaluation, evalLabels, [dense, .. runs.Select(r => r.Outcomes)], Log);
+        RoundRobinEvaluation.Run(weights, a.Simd, evaluation, evalLabels, [dense, .. runs.Select(r => r.Outcomes)], Log, a.Precision.Value);
         double evalS = clock.Elapsed.TotalSeconds;
 
         var rows = CompareOutputs.BuildRows(dense, runs);

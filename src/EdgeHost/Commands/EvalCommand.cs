@@ -43,19 +43,34 @@ public static class EvalCommand
         var simd = CommonOptions.Simd();
         var json = CommonOptions.Json();
         var split = CommonOptions.Split();
+        var predictions = new Option<string?>("--predictions")
+        {
+            Description = "Also write image,label,top1 per image to this CSV (for paired comparisons of two runs).",
+            HelpName = "FILE",
+        };
+        var onnxRuntime = new Option<string?>("--onnxruntime")
+        {
+            Description = "Evaluate ONNX Runtime running this .onnx (e.g. the int8 graph of 'quantize --onnx-out') instead of EdgeViT, on the same images and preprocessing.",
+            HelpName = "FILE",
+        };
         var pruning = new PruningOptions();
 
         var command = new Command("eval", "Top-1/top-5 accuracy and speed over a labelled image folder.")
         {
-            model, images, synsets, limit, split, threads, prefetch, simd, json,
+            model, images, synsets, limit, split, threads, prefetch, simd, json, predictions, onnxRuntime,
         };
         pruning.AddTo(command);
+        var precision = new PrecisionOptions();
+        precision.AddTo(command);
         command.SetAction(parse => Run(stdout, new EvalArgs(
             parse.GetRequiredValue(model), parse.GetRequiredValue(images), parse.GetRequiredValue(synsets), parse.GetValue(limit),
             parse.GetValue(threads), parse.GetValue(prefetch), CommonOptions.ParseSimd(parse.GetValue(simd)), parse.GetValue(json))
         {
             Split = parse.GetValue(split) ?? "all",
             Pruning = pruning.Read(parse),
+            Precision = precision.Read(parse),
+            Predictions = parse.GetValue(predictions),
+            OnnxRuntime = parse.GetValue(onnxRuntime),
         }));
         return command;
     }
@@ -65,6 +80,11 @@ public static class EvalCommand
     {
         public string Split { get; init; } = "all";
         public PruningOptions.Choice Pruning { get; init; } = new(null, null, null);
+        public PrecisionOptions.Choice Precision { get; init; } = PrecisionOptions.Choice.Fp32;
+        /// <summary>CSV of image, label, top-1 per image (paired comparisons of two runs).</summary>
+        public string? Predictions { get; init; }
+        /// <summary>Run ONNX Runtime on this .onnx instead of EdgeViT (the model file still gives config and labels).</summary>
+        public string? OnnxRuntime { get; init; }
     }
 
     public static int Run(TextWriter stdout, EvalArgs a)
@@ -74,6 +94,13 @@ public static class EvalCommand
         // Everything that can be checked before loading the model comes first: the folder, the synsets, every label.
         Inputs.RequireFile(a.Model, "model file");
         a.Pruning.Validate();
+        a.Precision.Validate();
+        if (a.OnnxRuntime is not null)
+        {
+            Inputs.RequireFile(a.OnnxRuntime, "ONNX model");
+            if (a.Pruning.Thresholds is not null || a.Precision.Requested is not null || a.Precision.Quantized is not null)
+                throw new UsageException("--onnxruntime evaluates the given graph as it is: no --thresholds, --precision or --quantized");
+        }
         var paths = ImageFolder.List(a.Images, a.Limit, a.Split);
         var synsets = SynsetTable.Load(a.Synsets);
         var labels = paths.Select(p => ImageLabels.ClassOf(p, synsets)).ToArray();
@@ -83,10 +110,13 @@ public static class EvalCommand
         if (synsets.Count != config.Classes)
             throw new InputException($"{a.Synsets} lists {synsets.Count} classes but the model has {config.Classes}");
 
-        var set = a.Pruning.Resolve(weights);
+        var set = a.Pruning.Resolve(weights, a.Precision.Name);
         float[] thresholds = set?.Thresholds ?? [];
         var tokensKept = new double[config.Depth];
-        using var engine = new VitEngine(weights, new EngineOptions(a.Threads, a.Simd));
+        using var engine = new VitEngine(weights, a.Precision.Engine(a.Threads, a.Simd, a.OnnxRuntime is null ? a.Precision.Load(weights) : null));
+        using var ort = a.OnnxRuntime is null ? null : new Baselines.OnnxRuntimeRunner(a.OnnxRuntime, a.Threads);
+        if (ort is not null && (ort.InputLength != config.InChannels * config.ImageSize * config.ImageSize || ort.OutputLength != config.Classes))
+            throw new InputException($"{a.OnnxRuntime} takes {Baselines.OnnxRuntimeRunner.Shape(ort.InputShape)} -> {Baselines.OnnxRuntimeRunner.Shape(ort.OutputShape)}, but {Path.GetFileName(a.Model)} is {config.Describe()}");
         var preprocessor = new ImagePreprocessor(Inputs.PreprocessFor(config));
         var logits = new float[config.Classes];
         var best = new int[Math.Min(5, config.Classes)];
@@ -94,10 +124,11 @@ public static class EvalCommand
         var inferMs = new double[n];
         var decodeMs = new double[n];
         var preprocessMs = new double[n];
+        var predicted = new int[n];
         double gflopsSum = 0;
 
         if (!a.Json)
-            stdout.WriteLine($"model {a.Model} ({config.Describe()}), simd {engine.Simd}, threads {a.Threads}, {n} images ({a.Split})" +
+            stdout.WriteLine($"model {a.Model} ({config.Describe()}), {(ort is null ? $"simd {engine.Simd}, {a.Precision.Name}" : $"ONNX Runtime on {a.OnnxRuntime}")}, threads {a.Threads}, {n} images ({a.Split})" +
                 (set is null ? ", dense" : $", RCTP budget {set.Budget:0.00} from {a.Pruning.Thresholds}"));
 
         using (var pipeline = new PreprocessPipeline(paths, preprocessor, a.Prefetch))
@@ -106,15 +137,24 @@ public static class EvalCommand
             {
                 var item = pipeline.Next();
                 long t0 = Stopwatch.GetTimestamp();
-                var stats = engine.Infer(item.Chw, logits, thresholds);
-                inferMs[i] = Inputs.Ms(t0, Stopwatch.GetTimestamp());
-                gflopsSum += stats.GFlops;
-                for (int l = 0; l < config.Depth; l++) tokensKept[l] += stats.TokensPerBlock[l];
+                if (ort is not null)
+                {
+                    ort.Run(item.Chw, logits);
+                    inferMs[i] = Inputs.Ms(t0, Stopwatch.GetTimestamp());
+                }
+                else
+                {
+                    var stats = engine.Infer(item.Chw, logits, thresholds);
+                    inferMs[i] = Inputs.Ms(t0, Stopwatch.GetTimestamp());
+                    gflopsSum += stats.GFlops;
+                    for (int l = 0; l < config.Depth; l++) tokensKept[l] += stats.TokensPerBlock[l];
+                }
                 decodeMs[i] = item.DecodeMs;
                 preprocessMs[i] = item.PreprocessMs;
                 pipeline.Return(item);
 
                 int k = Ranking.TopK(logits, best);
+                predicted[i] = k > 0 ? best[0] : -1;
                 if (k > 0 && best[0] == labels[i]) correct1++;
                 if (best.AsSpan(0, k).Contains(labels[i])) correct5++;
 
@@ -141,7 +181,8 @@ public static class EvalCommand
             GflopsMean: r(gflopsSum / n, 6),
             Split: a.Split,
             Budget: set?.Budget,
-            TokensKeptPerBlock: tokensKept.Select(t => r(t / n, 2)).ToArray());
+            TokensKeptPerBlock: tokensKept.Select(t => r(t / n, 2)).ToArray()) { Precision = a.OnnxRuntime is null ? a.Precision.Name : "onnxruntime:" + Path.GetFileName(a.OnnxRuntime) };
+        if (a.Predictions is not null) WritePredictions(a.Predictions, paths, labels, predicted);
 
         if (a.Json)
         {
@@ -158,5 +199,12 @@ public static class EvalCommand
             stdout.WriteLine($"tokens      {string.Join(" ", report.TokensKeptPerBlock!.Select(t => t.ToString("F0")))} kept per block (mean)");
         }
         return ExitCodes.Ok;
+    }
+
+    private static void WritePredictions(string path, IReadOnlyList<string> paths, int[] labels, int[] predicted)
+    {
+        using var w = new StreamWriter(path);
+        w.WriteLine("image,label,top1");
+        for (int i = 0; i < paths.Count; i++) w.WriteLine($"{Path.GetFileName(paths[i])},{labels[i]},{predicted[i]}");
     }
 }

@@ -38,7 +38,7 @@ public static class ExplainCommand
 
         var weights = Inputs.LoadModel(modelPath);
         var c = weights.Config;
-        var set = pruning.Resolve(weights)
+        var set = pruning.Resolve(weights, "fp32")
             ?? throw new UsageException("the budget selects the dense model, which prunes nothing to draw: give a budget below 1");
         var preprocessor = new ImagePreprocessor(Inputs.PreprocessFor(c));
         var chw = new float[preprocessor.OutputLength];

@@ -35,15 +35,18 @@ public static class PredictCommand
         };
         var pruning = new PruningOptions();
         pruning.AddTo(command);
+        var precision = new PrecisionOptions();
+        precision.AddTo(command);
         command.SetAction(parse => Run(stdout, new PredictArgs(
             parse.GetRequiredValue(model), parse.GetRequiredValue(images), parse.GetValue(threads), parse.GetValue(top),
-            parse.GetValue(synsets), CommonOptions.ParseSimd(parse.GetValue(simd)), parse.GetValue(json)) { Pruning = pruning.Read(parse) }));
+            parse.GetValue(synsets), CommonOptions.ParseSimd(parse.GetValue(simd)), parse.GetValue(json)) { Pruning = pruning.Read(parse), Precision = precision.Read(parse) }));
         return command;
     }
 
     public sealed record PredictArgs(string Model, string[] Images, int Threads, int Top, string? Synsets, Kernels.Simd.SimdLevel? Simd, bool Json)
     {
         public PruningOptions.Choice Pruning { get; init; } = new(null, null, null);
+        public PrecisionOptions.Choice Precision { get; init; } = PrecisionOptions.Choice.Fp32;
     }
 
     public static int Run(TextWriter stdout, PredictArgs a)
@@ -52,6 +55,7 @@ public static class PredictCommand
         Inputs.RequireFile(a.Model, "model file");
         foreach (var image in a.Images) Inputs.RequireFile(image, "image");
         a.Pruning.Validate();
+        a.Precision.Validate();
         var synsets = a.Synsets is null ? null : SynsetTable.Load(a.Synsets);
 
         var weights = Inputs.LoadModel(a.Model);
@@ -59,17 +63,17 @@ public static class PredictCommand
         if (synsets is not null && synsets.Count != config.Classes)
             throw new InputException($"{a.Synsets} lists {synsets.Count} classes but the model has {config.Classes}");
 
-        var set = a.Pruning.Resolve(weights);
+        var set = a.Pruning.Resolve(weights, a.Precision.Name);
         float[] thresholds = set?.Thresholds ?? [];
         var preprocessor = new ImagePreprocessor(Inputs.PreprocessFor(config));
-        using var engine = new VitEngine(weights, new EngineOptions(a.Threads, a.Simd));
+        using var engine = new VitEngine(weights, a.Precision.Engine(a.Threads, a.Simd, a.Precision.Load(weights)));
         var chw = new float[preprocessor.OutputLength];
         var logits = new float[config.Classes];
         var probs = new float[config.Classes];
         var best = new int[Math.Min(a.Top, config.Classes)];
 
         var results = new List<PredictImageResult>(a.Images.Length);
-        if (!a.Json) stdout.WriteLine($"model {a.Model} ({config.Describe()}), simd {engine.Simd}, threads {a.Threads}");
+        if (!a.Json) stdout.WriteLine($"model {a.Model} ({config.Describe()}), simd {engine.Simd}, {a.Precision.Name}, threads {a.Threads}");
         foreach (var image in a.Images)
         {
             Inputs.LoadImage(image, preprocessor, chw);
@@ -89,7 +93,7 @@ public static class PredictCommand
         }
 
         if (a.Json)
-            JsonOutput.WriteLine(stdout, new PredictReport(a.Model, config.Describe(), a.Threads, engine.Simd.ToString(), results, set?.Budget),
+            JsonOutput.WriteLine(stdout, new PredictReport(a.Model, config.Describe(), a.Threads, engine.Simd.ToString(), results, set?.Budget) { Precision = a.Precision.Name },
                 ReportJsonContext.Default.PredictReport);
         return ExitCodes.Ok;
     }

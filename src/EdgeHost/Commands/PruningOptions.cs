@@ -48,15 +48,15 @@ public sealed class PruningOptions
         }
 
         /// <summary>
-        /// The threshold set for the model, or null for dense; errors name the file and what is wrong. The set is
+        /// The threshold set for the model and engine precision ("fp32"/"int8"), or null for dense; errors name the file and what is wrong. The set is
         /// chosen by the service's rule (<see cref="Service.ThresholdCatalog.Select"/>), so `predict --budget 0.7`
         /// runs what `run` with Budget:Target=0.7 runs.
         /// </summary>
-        public ThresholdSet? Resolve(VitWeights weights)
+        public ThresholdSet? Resolve(VitWeights weights, string precision)
         {
             if (Thresholds is null) return null;
             var file = ThresholdFile.Load(Thresholds);
-            file.EnsureMatches(weights);
+            file.EnsureMatches(weights, precision);
             var catalog = Service.ThresholdCatalog.FromFile(file, Service.LoadedModel.DenseGFlops(weights));
             var chosen = catalog.Select(Budget ?? 1.0, GFlops) ?? throw new ModelFormatException(GFlops is double g
                 ? $"{Path.GetFileName(file.Source)}: --gflops {g.ToString("0.###", CultureInfo.InvariantCulture)} is below the cheapest threshold set ({catalog.Cheapest.GFlops.ToString("0.###", CultureInfo.InvariantCulture)} GFLOPs)"

@@ -30,7 +30,7 @@ public static class BudgetMatcher
     }
 
     public static IReadOnlyList<MatchedSetting> Match(VitWeights weights, IReadOnlyList<IReductionMethod> methods, IReadOnlyList<double> budgets,
-        IReadOnlyList<float[]> calibrationImages, int workers, Kernels.Simd.SimdLevel? simd, Action<string> log)
+        IReadOnlyList<float[]> calibrationImages, int workers, Kernels.Simd.SimdLevel? simd, Action<string> log, Precision precision = Precision.Fp32)
     {
         var subset = MeasureSubset(calibrationImages.Count);
         var config = weights.Config;
@@ -43,9 +43,10 @@ public static class BudgetMatcher
         var gate = new object();
         workers = Math.Max(1, Math.Min(workers, pending.Count));
 
+        var quantized = precision == Precision.Int8 ? Kernels.Quant.QuantizedWeights.Quantize(weights) : null;
         void Worker()
         {
-            using var engine = new VitEngine(weights, new EngineOptions(1, simd));
+            using var engine = new VitEngine(weights, new EngineOptions(1, simd) { Precision = precision, Quantized = quantized });
             var logits = new float[config.Classes];
             // Dense multiply-adds as this engine counts them (the same counter the reducers are measured with).
             double dense = engine.Infer(calibrationImages[subset[0]], logits).MultiplyAdds;

@@ -21,6 +21,8 @@ public sealed class CompareContext
     /// <summary>Worker threads a method may use to learn or calibrate (each with its own single-threaded engine).</summary>
     public required int Workers { get; init; }
     public Kernels.Simd.SimdLevel? Simd { get; init; }
+    /// <summary>Engine precision of the comparison (RCTP's thresholds are fitted on it; LTMP trains on fp32).</summary>
+    public Kernels.Engine.Precision Precision { get; init; } = Kernels.Engine.Precision.Fp32;
     /// <summary>--rctp-thresholds, already loaded and checked against the model; null: calibrate.</summary>
     public ThresholdFile? RctpThresholds { get; init; }
     /// <summary>Directory for by-products a method wants to keep (RCTP writes its calibrated thresholds there).</summary>
@@ -104,7 +106,7 @@ public static class MethodCatalog
         var clock = Stopwatch.StartNew();
         var describe = new Dictionary<string, string> { ["split"] = "even", ["labels"] = "synsets", ["budgets"] = string.Join(",", grid), ["by"] = "edgevit compare" };
         var report = Calibrator.Run(c.Weights, c.CalibrationImages.Count, (i, chw) => c.CalibrationImages[i].CopyTo(chw), c.CalibrationLabels,
-            grid, new CalibrationOptions(Workers: c.Workers, Simd: c.Simd), describe, line => c.Log("rctp: " + line));
+            grid, new CalibrationOptions(Workers: c.Workers, Simd: c.Simd) { Precision = c.Precision }, describe, line => c.Log("rctp: " + line));
         string path = Path.Combine(c.OutDir, "rctp-thresholds.json");
         report.File.Save(path);
         c.Log($"rctp: calibrated in {clock.Elapsed.TotalSeconds:F0} s, thresholds in {path}");

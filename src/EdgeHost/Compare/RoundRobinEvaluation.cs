@@ -29,10 +29,10 @@ public sealed class RunnerOutcomes(string label, ITokenReducer? reducer, int ima
 public static class RoundRobinEvaluation
 {
     public static void Run(VitWeights weights, Kernels.Simd.SimdLevel? simd, IReadOnlyList<float[]> images, IReadOnlyList<int> labels,
-        IReadOnlyList<RunnerOutcomes> runners, Action<string> log)
+        IReadOnlyList<RunnerOutcomes> runners, Action<string> log, Precision precision = Precision.Fp32)
     {
         var config = weights.Config;
-        using var engine = new VitEngine(weights, new EngineOptions(1, simd));
+        using var engine = new VitEngine(weights, new EngineOptions(1, simd) { Precision = precision });
         var logits = new float[config.Classes];
         var best = new int[Math.Min(5, config.Classes)];
         int r = runners.Count, n = images.Count;

@@ -11,6 +11,7 @@ namespace EdgeViT.Host.Output;
 [JsonSerializable(typeof(PredictReport))]
 [JsonSerializable(typeof(EvalReport))]
 [JsonSerializable(typeof(BenchReport))]
+[JsonSerializable(typeof(QuantizeReport))]
 [JsonSerializable(typeof(CalibrateReport))]
 [JsonSerializable(typeof(CompareReport))]
 public sealed partial class ReportJsonContext : JsonSerializerContext;

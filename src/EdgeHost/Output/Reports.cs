@@ -4,7 +4,10 @@ namespace EdgeViT.Host.Output;
 // (see JsonOutput), e.g. EdgevitP10Ms -> "edgevit_p10_ms". Times in milliseconds unless the key says _s.
 
 public sealed record PredictReport(
-    string Model, string ModelConfig, int Threads, string Simd, IReadOnlyList<PredictImageResult> Results, double? Budget);
+    string Model, string ModelConfig, int Threads, string Simd, IReadOnlyList<PredictImageResult> Results, double? Budget)
+{
+    public string Precision { get; init; } = "fp32";
+}
 
 /// <summary>Ms: the engine's Infer call for this image.</summary>
 public sealed record PredictImageResult(string Image, double Ms, IReadOnlyList<PredictClass> Top, double Gflops, int[] TokensKeptPerBlock);
@@ -19,7 +22,10 @@ public sealed record EvalReport(
     double MsMedian, double MsP10, double MsP90, double MsMean,
     double DecodeMsMedian, double PreprocessMsMedian,
     double WallS, double ImagesPerS, double GflopsMean,
-    string Split, double? Budget, double[]? TokensKeptPerBlock);
+    string Split, double? Budget, double[]? TokensKeptPerBlock)
+{
+    public string Precision { get; init; } = "fp32";
+}
 
 /// <summary>Medians over alternated runs on the same input; Ratio is the median of the paired edgevit/ort ratios.</summary>
 public sealed record BenchReport(
@@ -28,7 +34,30 @@ public sealed record BenchReport(
     double OnnxruntimeMs, double OnnxruntimeP10Ms, double OnnxruntimeP90Ms,
     double Ratio, double RatioP10, double RatioP90,
     double MaxAbsLogitDiff, bool ArgmaxMatch, int EdgevitArgmax, int OnnxruntimeArgmax, double Gflops,
-    double? Budget, double? EdgevitDenseMs, double? PrunedVsDense, double? DenseGflops, int Images);
+    double? Budget, double? EdgevitDenseMs, double? PrunedVsDense, double? DenseGflops, int Images)
+{
+    public string Precision { get; init; } = "fp32";
+    // With --precision int8: EdgevitMs is the int8 engine (pruned with --thresholds; EdgevitDenseMs its dense run),
+    // OnnxruntimeMs/Ratio are against ONNX Runtime fp32; ratios are medians of paired per-iteration ratios.
+    public double? EdgevitFp32Ms { get; init; }
+    public double? OnnxruntimeInt8Ms { get; init; }
+    public double? OnnxruntimeFp32Ms { get; init; }
+    public double? RatioVsFp32 { get; init; }
+    public double? RatioVsOrtInt8 { get; init; }
+    public double? RatioVsOrtFp32 { get; init; }
+    /// <summary>With --thresholds: the int8 engine's dense run against the same baselines.</summary>
+    public double? DenseRatioVsFp32 { get; init; }
+    public double? DenseRatioVsOrtInt8 { get; init; }
+    public double? DenseRatioVsOrtFp32 { get; init; }
+    public double? MaxAbsLogitDiffInt8 { get; init; }
+    public bool? ArgmaxMatchInt8 { get; init; }
+    public string? OnnxInt8 { get; init; }
+    /// <summary>With --profile: EdgeViT's mean ms per forward stage (Embed, LayerNorm, Qkv, Attention, ...).</summary>
+    public Dictionary<string, double>? ProfileMs { get; init; }
+}
+
+/// <summary>What 'edgevit quantize' wrote.</summary>
+public sealed record QuantizeReport(string Model, string Fingerprint, int Layers, string Scheme, string? Out, string? OnnxOut);
 
 /// <summary>WorstFlopsGapPercent: the largest |measured/predicted - 1| over the sets, in percent.</summary>
 public sealed record CalibrateReport(

@@ -18,6 +18,10 @@ public sealed class LoadedModel
     public required SynsetTable? Synsets { get; init; }
     public required ThresholdCatalog Catalog { get; init; }
     public required string ModelPath { get; init; }
+    /// <summary>"fp32" or "int8".</summary>
+    public string Precision { get; init; } = "fp32";
+    /// <summary>The int8 weights when <see cref="Precision"/> is int8.</summary>
+    public Kernels.Quant.QuantizedWeights? Quantized { get; init; }
     public VitConfig Config => Weights.Config;
 
     /// <summary>Loads and cross-checks model, synsets and thresholds; errors are one line naming the file.</summary>
@@ -25,6 +29,13 @@ public sealed class LoadedModel
     {
         string model = o.Model ?? throw new ServiceConfigException("Model is required (path of the .safetensors or .onnx weights)");
         if (o.Thresholds is { Length: > 0 } t) Inputs.RequireFile(t, "thresholds file");
+        var precision = new PrecisionOptions.Choice(o.Precision == Kernels.Engine.Precision.Int8 ? "int8" : "fp32", null);
+        if (o.Quantized is { Length: > 0 } q)
+        {
+            if (o.Precision != Kernels.Engine.Precision.Int8) throw new ServiceConfigException("Quantized needs Precision=int8 (it holds int8 weights)");
+            precision = new PrecisionOptions.Choice("int8", q);
+        }
+        precision.Validate();
         var synsets = o.Synsets is { Length: > 0 } s ? SynsetTable.Load(s) : null;
         var weights = Inputs.LoadModel(model);
         if (synsets is not null && synsets.Count != weights.Config.Classes)
@@ -34,11 +45,15 @@ public sealed class LoadedModel
         if (o.Thresholds is { Length: > 0 } path)
         {
             var file = ThresholdFile.Load(path);
-            file.EnsureMatches(weights);
+            file.EnsureMatches(weights, precision.Name);
             catalog = ThresholdCatalog.FromFile(file, dense);
         }
         else catalog = ThresholdCatalog.DenseOnly(dense);
-        return new LoadedModel { Weights = weights, Synsets = synsets, Catalog = catalog, ModelPath = model };
+        return new LoadedModel
+        {
+            Weights = weights, Synsets = synsets, Catalog = catalog, ModelPath = model,
+            Precision = precision.Name, Quantized = precision.Load(weights),
+        };
     }
 
     /// <summary>Multiply-adds of the dense forward pass (what ForwardStats counts), in billions.</summary>
@@ -78,7 +93,11 @@ public sealed class Classifier : IDisposable
         Model = model;
         _budget = budget;
         _metrics = metrics;
-        _engine = new VitEngine(model.Weights, new EngineOptions(threads));
+        _engine = new VitEngine(model.Weights, new EngineOptions(threads)
+        {
+            Precision = model.Quantized is null ? Precision.Fp32 : Precision.Int8,
+            Quantized = model.Quantized,
+        });
         var preprocess = Inputs.PreprocessFor(model.Config);
         _preprocessor = new ImagePreprocessor(preprocess);
         _decoder = new ReusableImageDecoder(new DecodeLimits(maxPixels, 2 * preprocess.ResizeShortSide));

@@ -4,7 +4,7 @@ namespace EdgeViT.Host.Service;
 
 /// <summary>
 /// Everything <c>edgevit run</c> reads from configuration, bound from the configuration root: keys are
-/// <c>Model</c>, <c>Thresholds</c>, <c>Synsets</c>, <c>Threads</c>, <c>TopK</c> and the sections <c>Source:*</c>,
+/// <c>Model</c>, <c>Thresholds</c>, <c>Synsets</c>, <c>Threads</c>, <c>Precision</c>, <c>Quantized</c>, <c>TopK</c> and the sections <c>Source:*</c>,
 /// <c>Trigger:*</c>, <c>Budget:*</c>, <c>Results:*</c>, <c>Http:*</c>, <c>Telemetry:*</c>.
 /// Enumerations are enums (bound case-insensitively; a value that names no member is reported with the key and
 /// the choices), ranges are attributes. This is the one settings model: start-up, file reloads, PUT /v1/budget
@@ -35,6 +35,12 @@ public sealed class EdgeVitOptions
 
     [IntRange(1, 256)]
     public int Threads { get; set; } = 1;
+
+    /// <summary>fp32, or int8 (block linear layers on int8 weights per channel and activations per token); the thresholds file must be fitted on the same.</summary>
+    public Kernels.Engine.Precision Precision { get; set; } = Kernels.Engine.Precision.Fp32;
+
+    /// <summary>int8 weights from 'edgevit quantize --out' (needs Precision=int8); absent = quantise at start-up.</summary>
+    public string? Quantized { get; set; }
 
     /// <summary>Classes per verdict.</summary>
     [IntRange(1, 100)]

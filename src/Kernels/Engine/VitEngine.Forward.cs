@@ -1,5 +1,7 @@
+using System.Diagnostics;
 using EdgeViT.Kernels.Model;
 using EdgeViT.Kernels.Parallel;
+using EdgeViT.Kernels.Quant;
 using EdgeViT.Kernels.Reduction;
 using EdgeViT.Kernels.Simd;
 
@@ -12,8 +14,12 @@ public sealed unsafe partial class VitEngine
     private readonly PackedMatrix? _headDist;
     private readonly PackedBlock[] _blocks;
     private readonly Workspace _ws;
+    private readonly Int8Activations? _int8Activations;
     private readonly TokenReductionContext _reduction;
     private NativeBuffer? _probabilities; // every head's attention rows, allocated the first time a reducer asks
+
+    /// <summary>When set, every forward pass adds its time per stage to it (bench --profile); null in production.</summary>
+    public StageProfile? Profile { get; set; }
 
     /// <summary>Sees the residual stream at block boundaries (calibration records it; null in production).</summary>
     internal IForwardObserver? Observer { get; set; }
@@ -26,17 +32,33 @@ public sealed unsafe partial class VitEngine
         void AfterAttention(int block, float* x, float* classScore, int n);
     }
 
-    /// <summary>Packed weights of block l, for the calibration backward pass (same assembly).</summary>
-    internal (PackedMatrix Qkv, PackedMatrix Proj, PackedMatrix Fc1, PackedMatrix Fc2) PackedBlockWeights(int l) =>
-        (_blocks[l].Qkv, _blocks[l].Proj, _blocks[l].Fc1, _blocks[l].Fc2);
-
-    private sealed class PackedBlock(VitBlockWeights w, SimdLevel level) : IDisposable
+    /// <summary>Packed fp32 weights of block l, for the calibration backward pass (same assembly; fp32 engines only).</summary>
+    internal (PackedMatrix Qkv, PackedMatrix Proj, PackedMatrix Fc1, PackedMatrix Fc2) PackedBlockWeights(int l)
     {
-        public readonly PackedMatrix Qkv = PackedMatrix.FromLinear(w.Qkv.Weight, w.Qkv.In, w.Qkv.Out, w.Qkv.Bias, level);
-        public readonly PackedMatrix Proj = PackedMatrix.FromLinear(w.Proj.Weight, w.Proj.In, w.Proj.Out, w.Proj.Bias, level);
-        public readonly PackedMatrix Fc1 = PackedMatrix.FromLinear(w.Fc1.Weight, w.Fc1.In, w.Fc1.Out, w.Fc1.Bias, level);
-        public readonly PackedMatrix Fc2 = PackedMatrix.FromLinear(w.Fc2.Weight, w.Fc2.In, w.Fc2.Out, w.Fc2.Bias, level);
-        public readonly VitBlockWeights Weights = w;
+        var b = _blocks[l];
+        if (b.Qkv.Fp32 is null) throw new InvalidOperationException("the calibration backward pass needs an fp32 engine");
+        return (b.Qkv.Fp32, b.Proj.Fp32!, b.Fc1.Fp32!, b.Fc2.Fp32!);
+    }
+
+    private sealed class PackedBlock : IDisposable
+    {
+        public readonly LinearLayer Qkv, Proj, Fc1, Fc2;
+        public readonly VitBlockWeights Weights;
+
+        public PackedBlock(VitBlockWeights w, SimdLevel level)
+        {
+            Weights = w;
+            Qkv = new LinearLayer(w.Qkv, level); Proj = new LinearLayer(w.Proj, level);
+            Fc1 = new LinearLayer(w.Fc1, level); Fc2 = new LinearLayer(w.Fc2, level);
+        }
+
+        public PackedBlock(VitBlockWeights w, QuantizedBlock q, Int8Kernel kernel, SimdLevel level, Int8Activations activations)
+        {
+            Weights = w;
+            Qkv = new LinearLayer(q.Qkv, kernel, level, activations); Proj = new LinearLayer(q.Proj, kernel, level, activations);
+            Fc1 = new LinearLayer(q.Fc1, kernel, level, activations); Fc2 = new LinearLayer(q.Fc2, kernel, level, activations);
+        }
+
         public void Dispose() { Qkv.Dispose(); Proj.Dispose(); Fc1.Dispose(); Fc2.Dispose(); }
     }
 
@@ -54,7 +76,17 @@ public sealed unsafe partial class VitEngine
         _patch = PackedMatrix.FromLinear(weights.PatchEmbed.Weight, c.PatchVectorLength, c.EmbedDim, weights.PatchEmbed.Bias, Simd);
         _head = PackedMatrix.FromLinear(weights.Head.Weight, c.EmbedDim, c.Classes, weights.Head.Bias, Simd);
         if (weights.HeadDistillation is { } hd) _headDist = PackedMatrix.FromLinear(hd.Weight, c.EmbedDim, c.Classes, hd.Bias, Simd);
-        _blocks = weights.Blocks.Select(b => new PackedBlock(b, Simd)).ToArray();
+        if (Options.Precision == Precision.Int8)
+        {
+            var q = Options.Quantized ?? QuantizedWeights.Quantize(weights);
+            if (q.Blocks.Length != c.Depth || !q.BelongsTo(weights))
+                throw new ArgumentException("the quantised weights were made from another model (fingerprint differs)");
+            var kernel = Options.Int8Kernel ?? Int8Kernels.For(Simd);
+            Int8Kernel = kernel;
+            _int8Activations = new Int8Activations(c.Tokens, Math.Max(3 * c.EmbedDim, c.MlpDim));
+            _blocks = weights.Blocks.Select((b, i) => new PackedBlock(b, q.Blocks[i], kernel, Simd, _int8Activations)).ToArray();
+        }
+        else _blocks = weights.Blocks.Select(b => new PackedBlock(b, Simd)).ToArray();
         _pool = new WorkerPool(Options.Threads);
         _ws = new Workspace(c, Simd, Options.Threads);
         _reduction = new TokenReductionContext(c, Simd, _ws.X, _ws.Qkv, _ws.ClassScore, _ws.ClassAttention, _ws.Sizes, _ws.TokenIds);
@@ -125,7 +157,9 @@ public sealed unsafe partial class VitEngine
                 AttentionStage(l, n, proportional, probabilities);
                 _reduction.Block = l;
                 _reduction.Count = n;
+                long t = Mark();
                 int reduced = reducer.Reduce(l, _reduction);
+                Lap(ForwardStage.Reduce, ref t);
                 if (reduced < c.PrefixTokens || reduced > n)
                     throw new InvalidOperationException($"{reducer.Name} returned {reduced} tokens at block {l} (had {n}; prefix {c.PrefixTokens})");
                 n = MlpStage(l, reduced, float.NaN);
@@ -151,8 +185,10 @@ public sealed unsafe partial class VitEngine
     internal int BeginImage(float* img)
     {
         var stats = LastStats;
+        long t = Mark();
         stats.MultiplyAdds = Embed(img);
-        for (int t = 0; t < Config.Tokens; t++) { _ws.TokenIds[t] = t; _ws.Sizes[t] = 1f; }
+        Lap(ForwardStage.Embed, ref t);
+        for (int i = 0; i < Config.Tokens; i++) { _ws.TokenIds[i] = i; _ws.Sizes[i] = 1f; }
         stats.ReductionMultiplyAdds = 0;
         return Config.Tokens;
     }
@@ -162,10 +198,15 @@ public sealed unsafe partial class VitEngine
     {
         var blk = _blocks[l];
         int d = Config.EmbedDim;
+        long t = Mark();
         LayerNormRows(_ws.X, _ws.Xn, n, blk.Weights.Norm1);
-        Gemm.Multiply(_ws.Xn, d, n, blk.Qkv, _ws.Qkv, 3 * d, pool: _pool);
+        Lap(ForwardStage.LayerNorm, ref t);
+        blk.Qkv.Apply(_ws.Xn, d, n, _ws.Qkv, 3 * d, pool: _pool);
+        Lap(ForwardStage.Qkv, ref t);
         Attention(n, proportional, probabilities);
-        Gemm.Multiply(_ws.AttnOut, d, n, blk.Proj, _ws.X, d, accumulate: true, pool: _pool);
+        Lap(ForwardStage.Attention, ref t);
+        blk.Proj.Apply(_ws.AttnOut, d, n, _ws.X, d, accumulate: true, pool: _pool);
+        Lap(ForwardStage.Proj, ref t);
         LastStats.MultiplyAdds += 4L * n * d * d + 2L * n * n * d;
     }
 
@@ -175,17 +216,38 @@ public sealed unsafe partial class VitEngine
         var blk = _blocks[l];
         var c = Config;
         int d = c.EmbedDim;
+        long t = Mark();
         if (!float.IsNegativeInfinity(tau) && !float.IsNaN(tau)) n = PruneTokens(n, tau);
         LastStats.TokensPerBlock[l] = n;
         new ReadOnlySpan<int>(_ws.TokenIds, n).CopyTo(LastStats.KeptTokenIds.AsSpan(l * c.Tokens, n));
+        Lap(ForwardStage.Reduce, ref t);
         LayerNormRows(_ws.X, _ws.Xn, n, blk.Weights.Norm2);
-        Gemm.Multiply(_ws.Xn, d, n, blk.Fc1, _ws.Hidden, c.MlpDim, epilogue: GemmEpilogue.Gelu, pool: _pool);
-        Gemm.Multiply(_ws.Hidden, c.MlpDim, n, blk.Fc2, _ws.X, d, accumulate: true, pool: _pool);
+        Lap(ForwardStage.LayerNorm, ref t);
+        blk.Fc1.Apply(_ws.Xn, d, n, _ws.Hidden, c.MlpDim, epilogue: GemmEpilogue.Gelu, pool: _pool);
+        Lap(ForwardStage.Fc1Gelu, ref t);
+        blk.Fc2.Apply(_ws.Hidden, c.MlpDim, n, _ws.X, d, accumulate: true, pool: _pool);
+        Lap(ForwardStage.Fc2, ref t);
         LastStats.MultiplyAdds += 2L * n * d * c.MlpDim;
         return n;
     }
 
-    internal void FinishImage(Span<float> logits) => LastStats.MultiplyAdds += Classify(logits);
+    internal void FinishImage(Span<float> logits)
+    {
+        long t = Mark();
+        LastStats.MultiplyAdds += Classify(logits);
+        Lap(ForwardStage.Head, ref t);
+        if (Profile is { } p) p.Passes++;
+    }
+
+    private long Mark() => Profile is null ? 0 : Stopwatch.GetTimestamp();
+
+    private void Lap(ForwardStage stage, ref long t)
+    {
+        if (Profile is not { } p) return;
+        long now = Stopwatch.GetTimestamp();
+        p.Add(stage, now - t);
+        t = now;
+    }
 
     /// <summary>Head-averaged class attention of the last <see cref="AttentionStage"/>, [n].</summary>
     internal float* ClassScores => _ws.ClassScore;
@@ -249,12 +311,32 @@ public sealed unsafe partial class VitEngine
         return (long)d * c.Classes * (_headDist is null ? 1 : 2);
     }
 
+    /// <summary>Rows per LayerNorm task: a few microseconds of work each.</summary>
+    private const int LayerNormChunk = 24;
+
+    private struct LayerNormJob
+    {
+        public float* X, Y, Gamma, Beta;
+        public int Rows, Dim;
+        public float Eps;
+        public SimdLevel Level;
+    }
+
     private void LayerNormRows(float* x, float* y, int rows, Norm norm)
     {
-        int d = Config.EmbedDim;
         fixed (float* g = norm.Gamma, b = norm.Beta)
-            for (int r = 0; r < rows; r++)
-                Elementwise.LayerNorm(Simd, x + (long)r * d, y + (long)r * d, d, g, b, Config.LayerNormEps);
+        {
+            var job = new LayerNormJob { X = x, Y = y, Gamma = g, Beta = b, Rows = rows, Dim = Config.EmbedDim, Eps = Config.LayerNormEps, Level = Simd };
+            _pool.Run((rows + LayerNormChunk - 1) / LayerNormChunk, &LayerNormTask, &job);
+        }
+    }
+
+    private static void LayerNormTask(void* ctx, int task, int worker)
+    {
+        ref var j = ref *(LayerNormJob*)ctx;
+        int r1 = Math.Min(j.Rows, (task + 1) * LayerNormChunk);
+        for (int r = task * LayerNormChunk; r < r1; r++)
+            Elementwise.LayerNorm(j.Level, j.X + (long)r * j.Dim, j.Y + (long)r * j.Dim, j.Dim, j.Gamma, j.Beta, j.Eps);
     }
 
     /// <summary>RCTP's threshold rule on the n tokens in flight (the same compaction a reducer uses).</summary>
@@ -270,6 +352,7 @@ public sealed unsafe partial class VitEngine
         _patch.Dispose(); _head.Dispose(); _headDist?.Dispose();
         foreach (var b in _blocks) b.Dispose();
         _ws.Dispose();
+        _int8Activations?.Dispose();
         _probabilities?.Dispose();
     }
 }

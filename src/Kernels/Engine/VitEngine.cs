@@ -1,10 +1,19 @@
 using EdgeViT.Kernels.Model;
+using EdgeViT.Kernels.Quant;
 using EdgeViT.Kernels.Simd;
 
 namespace EdgeViT.Kernels.Engine;
 
 /// <summary>How an engine runs: thread count and SIMD level (null = best this CPU has).</summary>
-public sealed record EngineOptions(int Threads = 1, SimdLevel? Simd = null);
+public sealed record EngineOptions(int Threads = 1, SimdLevel? Simd = null)
+{
+    /// <summary>Int8: qkv, proj, fc1 and fc2 run on int8 weights (per output channel) and activations (per token).</summary>
+    public Precision Precision { get; init; } = Precision.Fp32;
+    /// <summary>With <see cref="Precision.Int8"/>: weights already quantised (e.g. read from an <c>edgevit quantize</c> file); null quantises at load.</summary>
+    public QuantizedWeights? Quantized { get; init; }
+    /// <summary>With <see cref="Precision.Int8"/>: the inner loop (tests pin each one); null = the one for <see cref="Simd"/>.</summary>
+    public Int8Kernel? Int8Kernel { get; init; }
+}
 
 /// <summary>What one forward pass did: multiply-adds actually executed and tokens each block kept.</summary>
 public sealed class ForwardStats(int depth, int tokens)
@@ -30,6 +39,9 @@ public sealed partial class VitEngine : IDisposable
     public VitWeights Weights { get; }
     public EngineOptions Options { get; }
     public SimdLevel Simd { get; }
+    public Precision Precision => Options.Precision;
+    /// <summary>The int8 inner loop of an int8 engine, else null.</summary>
+    public Int8Kernel? Int8Kernel { get; }
     /// <summary>Stats of the last <see cref="Infer"/> call (reused object).</summary>
     public ForwardStats LastStats { get; }
 }

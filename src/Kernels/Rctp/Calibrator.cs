@@ -3,7 +3,11 @@ using EdgeViT.Kernels.Model;
 
 namespace EdgeViT.Kernels.Rctp;
 
-public sealed record CalibrationOptions(int Candidates = 40, FisherSite FisherSite = FisherSite.TokenState, int Workers = 2, int KeepBins = 200, int FlopsUnits = 4000, Simd.SimdLevel? Simd = null);
+public sealed record CalibrationOptions(int Candidates = 40, FisherSite FisherSite = FisherSite.TokenState, int Workers = 2, int KeepBins = 200, int FlopsUnits = 4000, Simd.SimdLevel? Simd = null)
+{
+    /// <summary>The engine the thresholds are fitted on (the Fisher probe's backward pass is fp32 either way).</summary>
+    public Engine.Precision Precision { get; init; } = Engine.Precision.Fp32;
+}
 
 /// <summary>Where calibration spent its time, for the report.</summary>
 public sealed record CalibrationReport(ThresholdFile File, CandidateTable Candidates, CalibrationStatistics Statistics, TimeSpan ProbeTime, TimeSpan PlanTime, TimeSpan FitTime);
@@ -25,7 +29,7 @@ public static class Calibrator
         var c = weights.Config;
         int workers = Math.Max(1, options.Workers);
         var stats = new TokenStatistics[images];
-        using var fitter = new ThresholdFitter(weights, workers, images, options.Simd);
+        using var fitter = new ThresholdFitter(weights, workers, images, options.Simd, options.Precision);
 
         var clock = Stopwatch.StartNew();
         FisherProbe.MeasureAll(weights, images, loadImage, labels, workers, options.Simd, options.FisherSite, (w, i, input, s) =>
@@ -60,6 +64,7 @@ public static class Calibrator
             ["keep_bins"] = options.KeepBins.ToString(),
             ["flops_units"] = options.FlopsUnits.ToString(),
             ["fisher_normalisation"] = "per block, sum over D = 1",
+            ["fitted_on"] = options.Precision == Engine.Precision.Int8 ? "int8 engine (Fisher probe fp32)" : "fp32 engine",
             ["fisher_site"] = options.FisherSite == FisherSite.TokenState ? "token state after attention" : "MSA output",
         };
         var file = new ThresholdFile
@@ -71,6 +76,7 @@ public static class Calibrator
             CalibrationImages = images,
             CalibrationOptions = opts,
             Sets = sets,
+            Precision = options.Precision == Engine.Precision.Int8 ? "int8" : "fp32",
         };
         return new CalibrationReport(file, pooled.Candidates(options.Candidates), pooled, probeTime, planTime, fitTime);
     }

@@ -23,7 +23,8 @@ public sealed record ThresholdSet(
 public sealed class ThresholdFile
 {
     public const string Format = "edgevit-rctp-thresholds";
-    public const int Version = 1;
+    /// <summary>2 adds "precision" (the engine the thresholds were fitted on); version-1 files load as fp32.</summary>
+    public const int Version = 2;
 
     public required string ModelFingerprint { get; init; }
     public required string ModelDescription { get; init; }
@@ -34,6 +35,8 @@ public sealed class ThresholdFile
     public required IReadOnlyDictionary<string, string> CalibrationOptions { get; init; }
     public required IReadOnlyList<ThresholdSet> Sets { get; init; }
     public string Source { get; init; } = "";
+    /// <summary>The engine arithmetic the thresholds were fitted on ("fp32" or "int8"): pruning sees that engine's attention.</summary>
+    public string Precision { get; init; } = "fp32";
 
     public double MinBudget => Sets.Min(s => s.Budget);
     public double MaxBudget => Sets.Max(s => s.Budget);
@@ -60,12 +63,23 @@ public sealed class ThresholdFile
                 $"not for {Path.GetFileName(weights.Source)} ({weights.Fingerprint[..12]}); recalibrate with 'edgevit calibrate'");
     }
 
+    /// <summary>Throws unless this file was calibrated for these weights and this engine precision.</summary>
+    public void EnsureMatches(VitWeights weights, string precision)
+    {
+        EnsureMatches(weights);
+        if (!string.Equals(Precision, precision, StringComparison.OrdinalIgnoreCase))
+            throw new ModelFormatException(
+                $"{Path.GetFileName(Source)}: thresholds were fitted on the {Precision} engine, not {precision}; " +
+                $"use --precision {Precision} or recalibrate with 'edgevit calibrate --precision {precision}'");
+    }
+
     public void Save(string path)
     {
         var root = new JsonObject
         {
             ["format"] = Format,
             ["version"] = Version,
+            ["precision"] = Precision,
             ["model"] = new JsonObject { ["fingerprint"] = ModelFingerprint, ["description"] = ModelDescription, ["depth"] = Depth, ["dense_gflops"] = DenseGFlops },
             ["calibration"] = new JsonObject
             {
@@ -97,7 +111,9 @@ public sealed class ThresholdFile
         {
             if ((string?)root["format"] != Format) throw new ModelFormatException($"{file}: not an EdgeViT thresholds file (format must be '{Format}')");
             int version = (int?)root["version"] ?? -1;
-            if (version != Version) throw new ModelFormatException($"{file}: thresholds format version {version} is not supported (expected {Version})");
+            if (version is not (1 or Version)) throw new ModelFormatException($"{file}: thresholds format version {version} is not supported (expected 1 or {Version})");
+            string precision = version == 1 ? "fp32" : (string?)root["precision"] ?? throw new ModelFormatException($"{file}: missing 'precision'");
+            if (precision is not ("fp32" or "int8")) throw new ModelFormatException($"{file}: unknown precision '{precision}' (fp32 or int8)");
             var model = root["model"] ?? throw new ModelFormatException($"{file}: missing 'model'");
             int depth = (int?)model["depth"] ?? throw new ModelFormatException($"{file}: missing model.depth");
             var sets = new List<ThresholdSet>();
@@ -125,6 +141,7 @@ public sealed class ThresholdFile
                 CalibrationOptions = options,
                 Sets = sets.OrderBy(s => s.Budget).ToArray(),
                 Source = path,
+                Precision = precision,
             };
         }
         catch (Exception e) when (e is InvalidOperationException or FormatException or JsonException or InvalidCastException)

@@ -16,11 +16,13 @@ public sealed unsafe class ThresholdFitter : IDisposable
     private readonly VitConfig _c;
     private readonly float[][] _embedded; // per image: residual stream after patch embedding [Tokens x D]
 
-    /// <summary>One single-threaded engine per worker; images are split between them.</summary>
-    public ThresholdFitter(VitWeights weights, int workers, int images, Simd.SimdLevel? level = null)
+    /// <summary>One single-threaded engine per worker (fp32, or int8: the thresholds see that engine's attention); images are split between them.</summary>
+    public ThresholdFitter(VitWeights weights, int workers, int images, Simd.SimdLevel? level = null, Precision precision = Precision.Fp32)
     {
         _c = weights.Config;
-        _engines = Enumerable.Range(0, Math.Max(1, workers)).Select(_ => new VitEngine(weights, new EngineOptions(1, level))).ToArray();
+        var quantized = precision == Precision.Int8 ? Quant.QuantizedWeights.Quantize(weights) : null;
+        _engines = Enumerable.Range(0, Math.Max(1, workers))
+            .Select(_ => new VitEngine(weights, new EngineOptions(1, level) { Precision = precision, Quantized = quantized })).ToArray();
         _embedded = new float[images][];
     }
 

@@ -6,7 +6,8 @@ namespace EdgeViT.Kernels.Simd;
 /// <summary>
 /// Row-wise kernels of the transformer (LayerNorm, GELU, softmax), each written once over
 /// <see cref="IVectorOps{TV}"/>: a vector main loop and a tail through <see cref="ScalarOps"/> (same math).
-/// Public entry points dispatch on <see cref="SimdLevel"/>.
+/// Public entry points dispatch on <see cref="SimdLevel"/>. The kernels are AggressiveOptimization: optimised
+/// from the first frame instead of running tier-0 code through a service's first seconds or a bench's warm-up.
 /// </summary>
 public static unsafe class Elementwise
 {
@@ -45,6 +46,7 @@ public static unsafe class Elementwise
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void GeluBackward<TOps, TV>(float* pre, float* grad, int n) where TOps : IVectorOps<TV> where TV : unmanaged
     {
         int w = TOps.Count, i = 0;
@@ -64,6 +66,7 @@ public static unsafe class Elementwise
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void AddInPlace<TOps, TV>(float* x, float* y, int n) where TOps : IVectorOps<TV> where TV : unmanaged
     {
         int w = TOps.Count, i = 0;
@@ -84,6 +87,7 @@ public static unsafe class Elementwise
     }
 
     // ---- generic bodies -------------------------------------------------------------------------------------
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void LayerNorm<TOps, TV>(float* x, float* y, int n, float* gamma, float* beta, float eps)
         where TOps : IVectorOps<TV> where TV : unmanaged
     {
@@ -111,6 +115,7 @@ public static unsafe class Elementwise
         for (; i < n; i++) y[i] = (x[i] - mean) * rstd * gamma[i] + beta[i];
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Gelu<TOps, TV>(float* x, int n) where TOps : IVectorOps<TV> where TV : unmanaged
     {
         int w = TOps.Count, i = 0;
@@ -156,6 +161,7 @@ public static unsafe class Elementwise
         return TOps.Mul(TOps.Broadcast(0.5f), TOps.Add(TOps.Broadcast(1f), erf));
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Softmax<TOps, TV>(float* x, int n, float scale) where TOps : IVectorOps<TV> where TV : unmanaged
     {
         int w = TOps.Count, i = 0;

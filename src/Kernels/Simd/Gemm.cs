@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using EdgeViT.Kernels.Parallel;
 
@@ -27,10 +28,16 @@ public static unsafe class Gemm
     /// <summary>Columns per packed panel: two vectors.</summary>
     public static int PanelWidth(SimdLevel level) => 2 * VectorWidth(level);
 
-    /// <summary>Rows per microkernel call: 12 (24 accumulators) where the ISA has 32 vector registers, else 6.</summary>
+    /// <summary>
+    /// Rows per microkernel call: 12 (24 accumulators) where x86 has 32 vector registers, else 6; on Arm64 the
+    /// FMLA-by-element kernel's 8 (16 accumulators + 8 A vectors of four k, <see cref="GemmMicrokernelArm"/>).
+    /// </summary>
     public static int RowBlock(SimdLevel level) =>
         level == SimdLevel.Scalar ? 4
+        : UseArmKernel(level) ? GemmMicrokernelArm.Rows
         : System.Runtime.Intrinsics.X86.Avx512F.IsSupported || System.Runtime.Intrinsics.Arm.AdvSimd.Arm64.IsSupported ? 12 : 6;
+
+    private static bool UseArmKernel(SimdLevel level) => level == SimdLevel.Vector128 && System.Runtime.Intrinsics.Arm.AdvSimd.Arm64.IsSupported;
 
     /// <summary>Multiply by a packed weight matrix, threaded over <paramref name="pool"/> when given.</summary>
     public static void Multiply(float* a, int lda, int m, PackedMatrix b, float* c, int ldc,
@@ -60,6 +67,7 @@ public static unsafe class Gemm
     }
 
     /// <summary>Packs row-major B [k x n] (row stride ldb) into panels of width w at dst; pads with zeros.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void PackRowMajor(float* b, int ldb, int k, int n, int w, float* dst)
     {
         int panels = (n + w - 1) / w;
@@ -79,6 +87,7 @@ public static unsafe class Gemm
     /// Packs the transpose of row-major X [n x k] (row stride ldx) as B = X^T [k x n] into panels of width w:
     /// how attention turns K [tokens x head dim] into the right operand of Q K^T.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void PackTransposed(float* x, int ldx, int n, int k, int w, float* dst)
     {
         int panels = (n + w - 1) / w;
@@ -110,40 +119,53 @@ public static unsafe class Gemm
         public bool Accumulate;
         public GemmEpilogue Epilogue;
         public SimdLevel Level;
-        public int Panels, PanelsPerTask, RowsPerTask, TasksAlongN;
+        public int Panels, RowBlocks, TasksAlongN, TasksAlongM;
     }
+
+    /// <summary>Below this many multiply-adds a GEMM runs on the calling thread: a dispatch would cost more.</summary>
+    private const long MinParallelWork = 64 * 1024;
+
+    /// <summary>Least multiply-adds per task (a few microseconds), so claiming one costs little against it.</summary>
+    private const long MinTaskWork = 32 * 1024;
+
+    /// <summary>Tasks per thread when the work allows: small tasks claimed dynamically balance a loaded machine.</summary>
+    private const int TasksPerThread = 8;
 
     private static void Run(ref Job job, WorkerPool? pool)
     {
         int w = PanelWidth(job.Level), mr = RowBlock(job.Level);
         job.Panels = (job.N + w - 1) / w;
+        job.RowBlocks = (job.M + mr - 1) / mr;
         int threads = pool?.Threads ?? 1;
         long work = (long)job.M * job.N * job.K;
-        if (threads == 1 || work < 64 * 1024)
+        if (threads == 1 || work < MinParallelWork)
         {
             RunRange(ref job, 0, job.Panels, 0, job.M);
             return;
         }
-        // Prefer splitting panels (each thread keeps its own B in cache); add row splits until every thread has work.
-        int alongN = Math.Min(job.Panels, threads);
-        int alongM = (threads + alongN - 1) / alongN;
-        if (job.Panels < 2 * threads && job.M >= 4 * mr) alongM = Math.Max(alongM, 2 * threads / alongN);
-        job.TasksAlongN = alongN;
-        job.PanelsPerTask = (job.Panels + alongN - 1) / alongN;
-        int rowBlocks = (job.M + mr - 1) / mr;
-        job.RowsPerTask = (rowBlocks + alongM - 1) / alongM * mr;
-        int tasksAlongM = (job.M + job.RowsPerTask - 1) / job.RowsPerTask;
-        fixed (Job* j = &job) pool!.Run(alongN * tasksAlongM, &RunTask, j);
+        // Split N panels first (a task keeps its B panels in cache while A streams past), then rows, into about
+        // TasksPerThread tasks per thread of balanced size; every task computes whole microkernel tiles, so the
+        // result does not depend on the split.
+        long units = (long)job.Panels * job.RowBlocks;
+        int target = (int)Math.Clamp(work / MinTaskWork, threads, (long)TasksPerThread * threads);
+        target = (int)Math.Min(target, units);
+        job.TasksAlongN = Math.Min(job.Panels, target);
+        job.TasksAlongM = Math.Min(job.RowBlocks, (target + job.TasksAlongN - 1) / job.TasksAlongN);
+        fixed (Job* j = &job) pool!.Run(job.TasksAlongN * job.TasksAlongM, &RunTask, j);
     }
 
     private static void RunTask(void* ctx, int task, int worker)
     {
         ref Job job = ref *(Job*)ctx;
+        int mr = RowBlock(job.Level);
         int pn = task % job.TasksAlongN, pm = task / job.TasksAlongN;
-        int p0 = pn * job.PanelsPerTask, p1 = Math.Min(job.Panels, p0 + job.PanelsPerTask);
-        int m0 = pm * job.RowsPerTask, m1 = Math.Min(job.M, m0 + job.RowsPerTask);
+        int p0 = Split(job.Panels, job.TasksAlongN, pn), p1 = Split(job.Panels, job.TasksAlongN, pn + 1);
+        int m0 = Split(job.RowBlocks, job.TasksAlongM, pm) * mr, m1 = Math.Min(job.M, Split(job.RowBlocks, job.TasksAlongM, pm + 1) * mr);
         if (p0 < p1 && m0 < m1) RunRange(ref job, p0, p1, m0, m1);
     }
+
+    /// <summary>Start of part i when n items are cut into parts balanced to within one item.</summary>
+    private static int Split(int n, int parts, int i) => (int)((long)n * i / parts);
 
     private static void RunRange(ref Job job, int p0, int p1, int m0, int m1)
     {
@@ -156,6 +178,7 @@ public static unsafe class Gemm
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void RunRange<TOps, TV>(ref Job job, int p0, int p1, int m0, int m1)
         where TOps : IVectorOps<TV> where TV : unmanaged
     {
@@ -173,8 +196,12 @@ public static unsafe class Gemm
                 {
                     int rows = Math.Min(mr, m1 - m);
                     float* cp = job.C + (long)m * job.Ldc + p * w;
-                    GemmMicrokernel<TOps, TV>.Tile(rows, job.A + (long)m * job.Lda + kb, job.Lda, bp, cp, job.Ldc, kc,
-                        bias, !first || job.Accumulate, cols);
+                    if (typeof(TV) == typeof(Vector128<float>) && System.Runtime.Intrinsics.Arm.AdvSimd.Arm64.IsSupported)
+                        GemmMicrokernelArm.Tile(rows, job.A + (long)m * job.Lda + kb, job.Lda, bp, cp, job.Ldc, kc,
+                            bias, !first || job.Accumulate, cols);
+                    else
+                        GemmMicrokernel<TOps, TV>.Tile(rows, job.A + (long)m * job.Lda + kb, job.Lda, bp, cp, job.Ldc, kc,
+                            bias, !first || job.Accumulate, cols);
                     if (last && job.Epilogue == GemmEpilogue.Gelu)
                         for (int r = 0; r < rows; r++) Elementwise.Gelu<TOps, TV>(cp + (long)r * job.Ldc, cols);
                 }

@@ -45,6 +45,7 @@ internal static unsafe class GemmMicrokernel<TOps, TV> where TOps : IVectorOps<T
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Tile<TRows>(float* a, nint lda, float* b, float* c, nint ldc, int kc, float* bias, bool add, int cols)
         where TRows : IRowCount
     {

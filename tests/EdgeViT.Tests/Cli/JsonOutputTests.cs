@@ -94,4 +94,17 @@ public class JsonOutputTests
         Assert.True(root.GetProperty("onnxruntime_ms").GetDouble() > 0);
         Assert.True(root.GetProperty("max_abs_logit_diff").GetDouble() <= 1e-3);
     }
+
+    [Fact]
+    public void BenchProfileReportsEveryStage()
+    {
+        var r = CliHarness.Run("bench", "--model", SharedAssets.ModelSafetensors, "--iterations", "3", "--warmup", "1", "--threads", "2", "--profile", "--json");
+        Assert.True(r.ExitCode == 0, r.ToString());
+        var profile = Parse(r.StdoutLines[^1]).GetProperty("profile_ms");
+        var stages = profile.EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetDouble());
+        Assert.Equal(["Embed", "LayerNorm", "Qkv", "Attention", "Proj", "Reduce", "Fc1Gelu", "Fc2", "Head"], stages.Keys);
+        Assert.All(stages.Values, ms => Assert.True(ms >= 0));
+        // The GEMM stages are real work on every pass (12 blocks of DeiT-Tiny).
+        foreach (var gemm in new[] { "Qkv", "Attention", "Proj", "Fc1Gelu", "Fc2" }) Assert.True(stages[gemm] > 0, gemm);
+    }
 }

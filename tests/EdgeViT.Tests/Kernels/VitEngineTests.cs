@@ -57,6 +57,30 @@ public class VitEngineTests
                 $"{level} T={threads}: logit {i} = {logits[i]}, reference {expect.Logits[i]}");
     }
 
+    [Theory, MemberData(nameof(GemmTests.Levels), MemberType = typeof(GemmTests))]
+    public void AnyThreadCountGivesBitIdenticalLogits(SimdLevel level)
+    {
+        // DeiT-Tiny's widths (the GEMM, attention and LayerNorm splits of the real model), two blocks. Every
+        // parallel split computes whole tiles and rows, so the threads change who computes, never the sums.
+        var config = new VitConfig(EmbedDim: 192, Depth: 2, Heads: 3, PatchSize: 16, ImageSize: 224, Classes: 1000, MlpDim: 768, HasDistillationToken: false);
+        var w = VitWeights.Random(config, seed: 21);
+        var img = RandomImage(config, 4);
+        float[]? first = null;
+        foreach (int threads in new[] { 1, 2, 3, 4 })
+        {
+            using var engine = new VitEngine(w, new EngineOptions(threads, level));
+            var logits = new float[config.Classes];
+            for (int rep = 0; rep < 3; rep++)
+            {
+                engine.Infer(img, logits);
+                if (first is null) { first = (float[])logits.Clone(); continue; }
+                for (int i = 0; i < logits.Length; i++)
+                    Assert.True(BitConverter.SingleToInt32Bits(first[i]) == BitConverter.SingleToInt32Bits(logits[i]),
+                        $"{level} T={threads}: logit {i} = {logits[i]:R}, 1 thread gave {first[i]:R}");
+            }
+        }
+    }
+
     [Fact]
     public void InferAllocatesNothingAfterWarmUp()
     {

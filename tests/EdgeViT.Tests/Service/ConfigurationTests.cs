@@ -35,6 +35,7 @@ public class ConfigurationTests
     [InlineData("Source:Kind=webcam", "Source:Kind must be one of v4l2|libcamera|ffmpeg|folder|synthetic|none (got 'webcam')")]
     [InlineData("Trigger:Mode=sometimes", "Trigger:Mode must be one of continuous|interval|gpio|http (got 'sometimes')")]
     [InlineData("Threads=0", "Threads must be > 0 (got 0)")]
+    [InlineData("Precision=int4", "Precision must be one of fp32|int8 (got 'int4')")]
     [InlineData("Budget:Target=abc", "Budget:Target must be a number (got 'abc')")]
     [InlineData("Source:Kind=folder", "Source:Folder is required when Source:Kind is folder")]
     [InlineData("Trigger:Mode=gpio", "Trigger:Gpio:Pin is required when Trigger:Mode is gpio (got -1)")]
@@ -123,6 +124,10 @@ public class ConfigurationTests
         string thresholds = ServiceFiles.WriteThresholds(tmp.File("t.json"));
         OneLine(CliHarness.Run("run", Model, LoopbackAnyPort, "Thresholds=" + thresholds, "Budget:Target=0.3"), 2,
             "Budget: target 0.3 is below the lowest calibrated budget 0.6");
+        // Thresholds fitted on fp32 are refused by an int8 service; int8 weights need Precision=int8.
+        OneLine(CliHarness.Run("run", Model, LoopbackAnyPort, "Thresholds=" + thresholds, "Precision=int8"), 1,
+            "t.json: thresholds were fitted on the fp32 engine, not int8");
+        OneLine(CliHarness.Run("run", Model, LoopbackAnyPort, "Quantized=" + thresholds), 2, "Quantized needs Precision=int8");
     }
 
     [Fact]

@@ -40,6 +40,25 @@ public class HttpApiTests
         return (response.StatusCode, JsonDocument.Parse(text).RootElement.Clone());
     }
 
+    /// <summary>Precision=int8 with weights from 'edgevit quantize': the service classifies a photo right and says it runs int8.</summary>
+    [Fact(Timeout = 180_000)]
+    public async Task AnInt8ServiceClassifies()
+    {
+        using var tmp = new TempDir();
+        string q = tmp.File("deit.int8");
+        Assert.Equal(0, CliHarness.Run("quantize", "--model", SharedAssets.ModelSafetensors, "--out", q).ExitCode);
+        var config = HttpOnly();
+        config["Precision"] = "int8";
+        config["Quantized"] = q;
+        await using var service = await TestService.StartAsync(config);
+        var image = SharedAssets.Images()[0];
+        var (status, json) = await Send(service.Http, HttpMethod.Post, "/v1/classify", Body(File.ReadAllBytes(image)));
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.StartsWith(json.GetProperty("top")[0].GetProperty("synset").GetString()!, Path.GetFileName(image));
+        (status, json) = await Send(service.Http, HttpMethod.Get, "/v1/status");
+        Assert.Equal("int8", json.GetProperty("model").GetProperty("precision").GetString());
+    }
+
     [Fact(Timeout = 120_000)]
     public async Task HealthAndReadinessAnswer()
     {

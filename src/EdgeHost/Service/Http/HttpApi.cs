@@ -64,6 +64,7 @@ public static class HttpApi
             w.WriteString("description", worker.Classifier.Model.Config.Describe());
             w.WriteString("simd", worker.Classifier.Simd);
             w.WriteNumber("threads", worker.Classifier.Threads);
+            w.WriteString("precision", worker.Classifier.Model.Precision);
             w.WriteEndObject();
             w.WriteStartObject("source");
             w.WriteString("kind", EdgeVitOptionsValidator.Name(o.Source.Kind));

@@ -1,0 +1,48 @@
+using System.Diagnostics;
+using EdgeViT.Kernels.Engine;
+using EdgeViT.Kernels.Model;
+using EdgeViT.Kernels.Simd;
+
+namespace EdgeViT.Bench;
+
+/// <summary>
+/// Does EdgeViT get faster with more threads? One engine per thread count on the real model, run in turn on every
+/// iteration (rotating which goes first), so drift and other load hit all alike; reports each engine's median ms
+/// and the median of its paired ratio against the first thread count. No other engine runs in the process.
+/// </summary>
+internal static class ThreadsBench
+{
+    public static void Run(string model, int[] threadCounts, SimdLevel level, int iterations, TextWriter o)
+    {
+        var w = ModelLoader.Load(model);
+        var engines = threadCounts.Select(t => new VitEngine(w, new EngineOptions(t, level))).ToArray();
+        try
+        {
+            var img = new float[w.Config.InChannels * w.Config.ImageSize * w.Config.ImageSize];
+            var rng = new Random(20240601);
+            for (int i = 0; i < img.Length; i++) img[i] = (float)(rng.NextDouble() * 4 - 2);
+            var logits = new float[w.Config.Classes];
+            foreach (var e in engines) for (int i = 0; i < 10; i++) e.Infer(img, logits);
+            var ms = threadCounts.Select(_ => new double[iterations]).ToArray();
+            for (int i = 0; i < iterations; i++)
+                for (int j = 0; j < engines.Length; j++)
+                {
+                    int e = (i + j) % engines.Length;
+                    long t0 = Stopwatch.GetTimestamp();
+                    engines[e].Infer(img, logits);
+                    ms[e][i] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
+                }
+            o.WriteLine($"{DateTime.UtcNow:yyyy-MM-dd}, {Path.GetFileName(model)}, SIMD {engines[0].Simd}, {iterations} iterations, engines alternated");
+            o.WriteLine();
+            o.WriteLine($"| threads | median ms | p10 ms | p90 ms | vs {threadCounts[0]} thread(s) (median of paired ratios) |");
+            o.WriteLine("|---|---|---|---|---|");
+            for (int e = 0; e < engines.Length; e++)
+            {
+                var ratios = ms[e].Zip(ms[0], (a, b) => a / b).Order().ToArray();
+                var sorted = ms[e].Order().ToArray();
+                o.WriteLine($"| {threadCounts[e]} | {sorted[iterations / 2]:F2} | {sorted[iterations / 10]:F2} | {sorted[iterations * 9 / 10]:F2} | **{ratios[iterations / 2]:F3}** |");
+            }
+        }
+        finally { foreach (var e in engines) e.Dispose(); }
+    }
+}

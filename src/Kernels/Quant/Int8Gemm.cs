@@ -1,0 +1,264 @@
+using System.Numerics;
+using System.Runtime.Intrinsics;
+using EdgeViT.Kernels.Parallel;
+using EdgeViT.Kernels.Simd;
+
+namespace EdgeViT.Kernels.Quant;
+
+/// <summary>
+/// Activations of one int8 GEMM: each row of A quantised symmetrically on its own (per token, dynamically),
+/// q = round-half-even(x * 127 / max|x|), in the byte layout the kernel reads (int8, u8 = q + 128 for VNNI,
+/// or int16), K padded to the kernel's group. Sized once for the largest layer; reused every call.
+/// </summary>
+public sealed unsafe class Int8Activations : IDisposable
+{
+    public int MaxRows { get; }
+    public int MaxK { get; }
+    private readonly NativeBuffer _rows, _scales;
+
+    public Int8Activations(int maxRows, int maxK)
+    {
+        MaxRows = maxRows; MaxK = maxK;
+        // Worst case: int16 (2 bytes per k), K rounded up to a group of 4.
+        _rows = new NativeBuffer((long)maxRows * ((maxK + 3) / 4 * 2));
+        _scales = new NativeBuffer(maxRows);
+    }
+
+    internal byte* Rows => (byte*)_rows.Pointer;
+    internal float* Scales => _scales.Pointer;
+
+    public void Dispose() { _rows.Dispose(); _scales.Dispose(); }
+}
+
+/// <summary>
+/// C[M x N] (=, or += for residuals) = requant(int8(A) . B) + bias, optionally GELU: the int8 counterpart of
+/// <see cref="Gemm.Multiply"/>. Int32 accumulation over the whole K (|sum| &lt;= K * 127^2 stays far inside int32
+/// and, for K &lt;= 1040, inside fp32's exact integers), then c = acc * weightScale[n] * rowScale[m] + bias[n].
+/// Threads split the N panels (and rows when panels are few), as the fp32 GEMM does.
+/// </summary>
+public static unsafe class Int8Gemm
+{
+    public static void Multiply(float* a, int lda, int m, Int8Matrix b, float* c, int ldc, Int8Activations act,
+        bool accumulate = false, GemmEpilogue epilogue = GemmEpilogue.None, WorkerPool? pool = null)
+    {
+        if (m > act.MaxRows || b.K > act.MaxK) throw new ArgumentException($"activation scratch holds {act.MaxRows}x{act.MaxK}, GEMM needs {m}x{b.K}");
+        var job = new Job
+        {
+            A = a, Lda = lda, M = m, B = b.Data, K = b.K, N = b.N, Groups = b.Groups, Kernel = b.Kernel,
+            Q = act.Rows, Ldq = b.Groups * 4, RowScale = act.Scales, Scale = b.Scale, Bias = b.Bias, Corr = b.Correction,
+            C = c, Ldc = ldc, Accumulate = accumulate, Epilogue = epilogue, EpilogueLevel = b.EpilogueLevel,
+        };
+        QuantizeRows(ref job, pool);
+        Run(ref job, pool);
+    }
+
+    /// <summary>
+    /// The raw int32 sums C[m x N] = A_q . B for already-quantised rows (q in [-127, 127], [m x K] row-major):
+    /// what the tests hold against an exact integer reference on every kernel.
+    /// </summary>
+    public static void MultiplyInt(sbyte* aq, int m, Int8Matrix b, int* c, int ldc, WorkerPool? pool = null)
+    {
+        int ldq = b.Groups * 4;
+        using var rows = new NativeBuffer((long)m * ldq / 4 + 1);
+        byte* q = (byte*)rows.Pointer;
+        for (int r = 0; r < m; r++) WriteRow(aq + (long)r * b.K, b.K, q + (long)r * ldq, b.Groups, b.Kernel);
+        var job = new Job
+        {
+            M = m, B = b.Data, K = b.K, N = b.N, Groups = b.Groups, Kernel = b.Kernel,
+            Q = q, Ldq = ldq, Corr = b.Correction, RawOut = c, Ldc = ldc,
+        };
+        Run(ref job, pool);
+    }
+
+    private struct Job
+    {
+        public float* A, C, RowScale, Scale, Bias;
+        public byte* B, Q;
+        public int* Corr, RawOut;
+        public int Lda, Ldc, Ldq, M, K, N, Groups;
+        public Int8Kernel Kernel;
+        public bool Accumulate;
+        public GemmEpilogue Epilogue;
+        public SimdLevel EpilogueLevel;
+        public int Panels, PanelsPerTask, RowsPerTask, TasksAlongN, QuantRowsPerTask;
+    }
+
+    // ---- activation quantisation -------------------------------------------------------------------------------
+
+    private static void QuantizeRows(ref Job job, WorkerPool? pool)
+    {
+        int threads = pool?.Threads ?? 1;
+        if (threads == 1 || (long)job.M * job.K < 16 * 1024)
+        {
+            for (int r = 0; r < job.M; r++) QuantizeRow(ref job, r);
+            return;
+        }
+        job.QuantRowsPerTask = (job.M + 2 * threads - 1) / (2 * threads);
+        int tasks = (job.M + job.QuantRowsPerTask - 1) / job.QuantRowsPerTask;
+        fixed (Job* j = &job) pool!.Run(tasks, &QuantizeTask, j);
+    }
+
+    private static void QuantizeTask(void* ctx, int task, int worker)
+    {
+        ref Job job = ref *(Job*)ctx;
+        int r0 = task * job.QuantRowsPerTask, r1 = Math.Min(job.M, r0 + job.QuantRowsPerTask);
+        for (int r = r0; r < r1; r++) QuantizeRow(ref job, r);
+    }
+
+    private static void QuantizeRow(ref Job job, int r)
+    {
+        float* x = job.A + (long)r * job.Lda;
+        float amax = MaxAbs(x, job.K);
+        job.RowScale[r] = amax / QuantizedLinear.MaxLevel;
+        float inv = amax > 0f ? QuantizedLinear.MaxLevel / amax : 0f;
+        Quantize(x, job.K, inv, job.Q + (long)r * job.Ldq, job.Groups, job.Kernel);
+    }
+
+    internal static float MaxAbs(float* x, int n)
+    {
+        int i = 0, w = Vector<float>.Count;
+        var m = Vector<float>.Zero;
+        if (Vector.IsHardwareAccelerated)
+            for (; i <= n - w; i += w) m = Vector.Max(m, Vector.Abs(Vector.Load(x + i)));
+        float amax = 0f;
+        for (int j = 0; j < w; j++) amax = MathF.Max(amax, m[j]);
+        for (; i < n; i++) amax = MathF.Max(amax, MathF.Abs(x[i]));
+        return amax;
+    }
+
+    /// <summary>q = clamp(round-half-even(x * inv), ±127), written in the kernel's layout; the K padding is q = 0.</summary>
+    internal static void Quantize(float* x, int k, float inv, byte* dst, int groups, Int8Kernel kernel)
+    {
+        bool madd = Int8Kernels.IsMadd(kernel), offset = kernel == Int8Kernel.Vnni256;
+        int i = 0, w = Vector<int>.Count;
+        if (Vector.IsHardwareAccelerated)
+        {
+            var vinv = new Vector<float>(inv);
+            var hi = new Vector<float>(QuantizedLinear.MaxLevel);
+            var lo = -hi;
+            if (madd)
+            {
+                short* d16 = (short*)dst;
+                for (; i <= k - 2 * w; i += 2 * w)
+                {
+                    var q0 = Vector.ConvertToInt32(Vector.Min(hi, Vector.Max(lo, Vector.Round(Vector.Load(x + i) * vinv))));
+                    var q1 = Vector.ConvertToInt32(Vector.Min(hi, Vector.Max(lo, Vector.Round(Vector.Load(x + i + w) * vinv))));
+                    Vector.Narrow(q0, q1).Store(d16 + i);
+                }
+            }
+            else
+            {
+                var bias = new Vector<sbyte>(unchecked((sbyte)0x80));
+                for (; i <= k - 4 * w; i += 4 * w)
+                {
+                    var s0 = Vector.Narrow(
+                        Vector.ConvertToInt32(Vector.Min(hi, Vector.Max(lo, Vector.Round(Vector.Load(x + i) * vinv)))),
+                        Vector.ConvertToInt32(Vector.Min(hi, Vector.Max(lo, Vector.Round(Vector.Load(x + i + w) * vinv)))));
+                    var s1 = Vector.Narrow(
+                        Vector.ConvertToInt32(Vector.Min(hi, Vector.Max(lo, Vector.Round(Vector.Load(x + i + 2 * w) * vinv)))),
+                        Vector.ConvertToInt32(Vector.Min(hi, Vector.Max(lo, Vector.Round(Vector.Load(x + i + 3 * w) * vinv)))));
+                    var q = Vector.Narrow(s0, s1);
+                    if (offset) q ^= bias;
+                    q.Store((sbyte*)dst + i);
+                }
+            }
+        }
+        for (; i < k; i++)
+        {
+            int q = (int)Math.Clamp(MathF.Round(x[i] * inv, MidpointRounding.ToEven), -QuantizedLinear.MaxLevel, QuantizedLinear.MaxLevel);
+            Put(dst, i, q, madd, offset);
+        }
+        int kp = groups * Int8Kernels.KGroup(kernel);
+        for (; i < kp; i++) Put(dst, i, 0, madd, offset);
+    }
+
+    /// <summary>Already-quantised values into the kernel's row layout (tests, and the exact-sum entry point).</summary>
+    internal static void WriteRow(sbyte* q, int k, byte* dst, int groups, Int8Kernel kernel)
+    {
+        bool madd = Int8Kernels.IsMadd(kernel), offset = kernel == Int8Kernel.Vnni256;
+        int kp = groups * Int8Kernels.KGroup(kernel);
+        for (int i = 0; i < kp; i++) Put(dst, i, i < k ? q[i] : 0, madd, offset);
+    }
+
+    private static void Put(byte* dst, int i, int q, bool madd, bool offset)
+    {
+        if (madd) ((short*)dst)[i] = (short)q;
+        else dst[i] = offset ? (byte)(q + 128) : (byte)(sbyte)q;
+    }
+
+    // ---- tiles ------------------------------------------------------------------------------------------------
+
+    private static void Run(ref Job job, WorkerPool? pool)
+    {
+        int w = Int8Kernels.PanelWidth(job.Kernel), mr = Int8Kernels.RowBlock(job.Kernel);
+        job.Panels = (job.N + w - 1) / w;
+        int threads = pool?.Threads ?? 1;
+        long work = (long)job.M * job.N * job.K;
+        if (threads == 1 || work < 128 * 1024)
+        {
+            RunRange(ref job, 0, job.Panels, 0, job.M);
+            return;
+        }
+        int alongN = Math.Min(job.Panels, threads);
+        int alongM = (threads + alongN - 1) / alongN;
+        if (job.Panels < 2 * threads && job.M >= 4 * mr) alongM = Math.Max(alongM, 2 * threads / alongN);
+        job.TasksAlongN = alongN;
+        job.PanelsPerTask = (job.Panels + alongN - 1) / alongN;
+        int rowBlocks = (job.M + mr - 1) / mr;
+        job.RowsPerTask = (rowBlocks + alongM - 1) / alongM * mr;
+        int tasksAlongM = (job.M + job.RowsPerTask - 1) / job.RowsPerTask;
+        fixed (Job* j = &job) pool!.Run(alongN * tasksAlongM, &RunTask, j);
+    }
+
+    private static void RunTask(void* ctx, int task, int worker)
+    {
+        ref Job job = ref *(Job*)ctx;
+        int pn = task % job.TasksAlongN, pm = task / job.TasksAlongN;
+        int p0 = pn * job.PanelsPerTask, p1 = Math.Min(job.Panels, p0 + job.PanelsPerTask);
+        int m0 = pm * job.RowsPerTask, m1 = Math.Min(job.M, m0 + job.RowsPerTask);
+        if (p0 < p1 && m0 < m1) RunRange(ref job, p0, p1, m0, m1);
+    }
+
+    private static void RunRange(ref Job job, int p0, int p1, int m0, int m1)
+    {
+        switch (job.Kernel)
+        {
+            case Int8Kernel.Madd512: RunRange<Madd512Ops, Vector512<int>>(ref job, p0, p1, m0, m1); break;
+            case Int8Kernel.Madd256: RunRange<Madd256Ops, Vector256<int>>(ref job, p0, p1, m0, m1); break;
+            case Int8Kernel.Vnni256: RunRange<Vnni256Ops, Vector256<int>>(ref job, p0, p1, m0, m1); break;
+            case Int8Kernel.Madd128: RunRange<Madd128Ops, Vector128<int>>(ref job, p0, p1, m0, m1); break;
+            case Int8Kernel.ArmDot: RunRange<ArmDotOps, Vector128<int>>(ref job, p0, p1, m0, m1); break;
+            case Int8Kernel.ArmWiden: RunRange<ArmWidenOps, Vector128<int>>(ref job, p0, p1, m0, m1); break;
+            default: RunRange<ScalarInt8Ops, int>(ref job, p0, p1, m0, m1); break;
+        }
+    }
+
+    private static void RunRange<TOps, TAcc>(ref Job job, int p0, int p1, int m0, int m1)
+        where TOps : IInt8Ops<TAcc> where TAcc : unmanaged
+    {
+        int w = 2 * TOps.Lanes, mr = Int8Kernels.RowBlock(job.Kernel);
+        bool gelu = job.Epilogue == GemmEpilogue.Gelu && job.RawOut == null;
+        for (int p = p0; p < p1; p++)
+        {
+            byte* bp = job.B + (long)p * job.Groups * w * 4;
+            int cols = Math.Min(w, job.N - p * w);
+            int* corr = job.Corr != null ? job.Corr + p * w : null;
+            for (int m = m0; m < m1; m += mr)
+            {
+                int rows = Math.Min(mr, m1 - m);
+                byte* aq = job.Q + (long)m * job.Ldq;
+                if (job.RawOut != null)
+                {
+                    Int8Microkernel<TOps, TAcc>.Tile(rows, aq, job.Ldq, bp, job.Groups, null, job.Ldc,
+                        job.RawOut + (long)m * job.Ldc + p * w, null, null, null, corr, false, cols);
+                    continue;
+                }
+                float* cp = job.C + (long)m * job.Ldc + p * w;
+                Int8Microkernel<TOps, TAcc>.Tile(rows, aq, job.Ldq, bp, job.Groups, cp, job.Ldc, null,
+                    job.Scale + p * w, job.RowScale + m, job.Bias + p * w, corr, job.Accumulate, cols);
+                if (gelu)
+                    for (int r = 0; r < rows; r++) Elementwise.Gelu(job.EpilogueLevel, cp + (long)r * job.Ldc, cols);
+            }
+        }
+    }
+}

@@ -1,0 +1,93 @@
+using EdgeViT.Kernels.Model;
+
+namespace EdgeViT.Kernels.Quant;
+
+/// <summary>
+/// A linear layer with int8 weights, symmetric per output channel: W[n, k] ≈ Weight[n, k] * Scale[n], with
+/// Weight in [-127, 127] (never -128, so every product of two int8 operands fits the int16 steps of the
+/// widening kernels). The bias stays fp32. Layout as timm's: Weight [Out, In] row-major.
+/// </summary>
+public sealed record QuantizedLinear(int In, int Out, sbyte[] Weight, float[] Scale, float[] Bias)
+{
+    public const int MaxLevel = 127;
+
+    /// <summary>Symmetric per-channel quantisation: scale = max|w| / 127, q = round-half-even(w / scale).</summary>
+    public static QuantizedLinear Quantize(Linear linear)
+    {
+        int k = linear.In, n = linear.Out;
+        var q = new sbyte[k * n];
+        var scale = new float[n];
+        for (int o = 0; o < n; o++)
+        {
+            var row = linear.Weight.AsSpan(o * k, k);
+            float amax = 0f;
+            foreach (float w in row) amax = MathF.Max(amax, MathF.Abs(w));
+            float s = amax > 0f ? amax / MaxLevel : 1f;
+            scale[o] = s;
+            for (int i = 0; i < k; i++)
+                q[o * k + i] = (sbyte)Math.Clamp(MathF.Round(row[i] / s, MidpointRounding.ToEven), -MaxLevel, MaxLevel);
+        }
+        return new QuantizedLinear(k, n, q, scale, (float[])linear.Bias.Clone());
+    }
+
+    /// <summary>The fp32 weights this layer stands for (q * scale), [Out, In].</summary>
+    public float[] Dequantize()
+    {
+        var w = new float[Weight.Length];
+        for (int o = 0; o < Out; o++)
+            for (int i = 0; i < In; i++) w[o * In + i] = Weight[o * In + i] * Scale[o];
+        return w;
+    }
+
+    /// <summary>Checks shapes and the [-127, 127] range (a loaded file must not smuggle in -128).</summary>
+    public void Validate(string name)
+    {
+        if (In <= 0 || Out <= 0) throw new InvalidDataException($"{name}: bad shape [{Out},{In}]");
+        if (Weight.Length != In * Out) throw new InvalidDataException($"{name}: {Weight.Length} weights, expected {Out}x{In}");
+        if (Scale.Length != Out || Bias.Length != Out) throw new InvalidDataException($"{name}: {Scale.Length} scales and {Bias.Length} biases, expected {Out}");
+        foreach (var s in Scale)
+            if (!float.IsFinite(s) || s <= 0f) throw new InvalidDataException($"{name}: weight scale {s} is not a positive finite number");
+        foreach (var b in Bias)
+            if (!float.IsFinite(b)) throw new InvalidDataException($"{name}: bias {b} is not finite");
+        foreach (var w in Weight)
+            if (w < -MaxLevel) throw new InvalidDataException($"{name}: weight {w} outside [-127, 127]");
+    }
+}
+
+/// <summary>The int8 layers of a ViT: per block qkv, proj, fc1, fc2. Everything else (embedding, norms, head) stays fp32.</summary>
+public sealed record QuantizedBlock(QuantizedLinear Qkv, QuantizedLinear Proj, QuantizedLinear Fc1, QuantizedLinear Fc2)
+{
+    public IEnumerable<(string Name, QuantizedLinear Layer)> Layers(int block)
+    {
+        yield return ($"blocks.{block}.attn.qkv", Qkv);
+        yield return ($"blocks.{block}.attn.proj", Proj);
+        yield return ($"blocks.{block}.mlp.fc1", Fc1);
+        yield return ($"blocks.{block}.mlp.fc2", Fc2);
+    }
+}
+
+/// <summary>A model's int8 weights, bound to the fingerprint of the fp32 model they were made from.</summary>
+public sealed class QuantizedWeights
+{
+    private readonly VitWeights? _madeFrom;
+    private string? _fingerprint;
+
+    public QuantizedWeights(string modelFingerprint, QuantizedBlock[] blocks) { _fingerprint = modelFingerprint; Blocks = blocks; }
+
+    private QuantizedWeights(VitWeights madeFrom, QuantizedBlock[] blocks) { _madeFrom = madeFrom; Blocks = blocks; }
+
+    public QuantizedBlock[] Blocks { get; }
+
+    /// <summary>SHA-256 fingerprint of the fp32 model (computed only when asked: hashing needs the platform's crypto).</summary>
+    public string ModelFingerprint => _fingerprint ??= _madeFrom!.Fingerprint;
+
+    /// <summary>True when these are the weights of <paramref name="weights"/> (same object, or same fingerprint).</summary>
+    public bool BelongsTo(VitWeights weights) => ReferenceEquals(_madeFrom, weights) || ModelFingerprint == weights.Fingerprint;
+
+    public static QuantizedWeights Quantize(VitWeights weights) => new(weights,
+        weights.Blocks.Select(b => new QuantizedBlock(
+            QuantizedLinear.Quantize(b.Qkv), QuantizedLinear.Quantize(b.Proj),
+            QuantizedLinear.Quantize(b.Fc1), QuantizedLinear.Quantize(b.Fc2))).ToArray());
+
+    public IEnumerable<(string Name, QuantizedLinear Layer)> Layers() => Blocks.SelectMany((b, i) => b.Layers(i));
+}

@@ -4,6 +4,7 @@ using EdgeViT.Host.Evaluation;
 using EdgeViT.Host.Output;
 using EdgeViT.Kernels.Imaging;
 using EdgeViT.Kernels.Rctp;
+using EdgeViT.Kernels.Reduction;
 
 namespace EdgeViT.Host.Commands;
 
@@ -28,6 +29,12 @@ public static class CalibrateCommand
             DefaultValueFactory = _ => 40,
             HelpName = "M",
         }, 2, 100);
+        var keepBins = CommonOptions.IntInRange(new Option<int>("--keep-bins")
+        {
+            Description = "K: resolution of the planner's alive-token fraction (1/K steps). Coarser plans share more of the fit's work.",
+            DefaultValueFactory = _ => 200,
+            HelpName = "K",
+        }, 2, 255);
         var budgets = new Option<string>("--budgets")
         {
             Description = "FLOPs budgets (fractions of dense): start:stop:step or a list.",
@@ -43,20 +50,30 @@ public static class CalibrateCommand
         fisherAt.AcceptOnlyFromAmong("token", "msa");
         var pseudo = new Option<bool>("--pseudo-labels") { Description = "Use the model's own top-1 as the label (unlabelled images)." };
         var workers = CommonOptions.Threads();
-        workers.Description = "Worker threads (each runs its own single-threaded engine).";
+        workers.Description = $"Worker threads, each running its own single-threaded engine (1..{CommonOptions.MaxThreads}; default: cores).";
+        workers.DefaultValueFactory = _ => Math.Clamp(Environment.ProcessorCount, 1, CommonOptions.MaxThreads);
+        var score = new Option<string>("--score")
+        {
+            Description = "What thresholds compare with: relative (class attention / its mean over the patch tokens alive in the image; default) or raw (class attention, as in version-1 files).",
+            DefaultValueFactory = _ => "relative",
+            HelpName = "relative|raw",
+        };
+        score.AcceptOnlyFromAmong("relative", "raw");
         var simd = CommonOptions.Simd();
         var json = CommonOptions.Json();
 
         var command = new Command("calibrate", "RCTP: calibrate class-attention thresholds for every FLOPs budget on a grid.")
         {
-            model, images, synsets, output, limit, split, candidates, budgets, fisherAt, pseudo, workers, simd, json,
+            model, images, synsets, output, limit, split, candidates, keepBins, budgets, fisherAt, score, pseudo, workers, simd, json,
         };
-        command.SetAction(parse => Run(stdout, new CalibrateArgs(
+        command.SetAction(parse => Run(stdout, parse.InvocationConfiguration.Error, new CalibrateArgs(
             parse.GetRequiredValue(model), parse.GetRequiredValue(images), parse.GetValue(synsets), parse.GetRequiredValue(output),
             parse.GetValue(limit), parse.GetValue(split) ?? "all", parse.GetValue(candidates), parse.GetValue(budgets) ?? "0.40:1.00:0.01",
             parse.GetValue(pseudo), parse.GetValue(workers), CommonOptions.ParseSimd(parse.GetValue(simd)), parse.GetValue(json))
         {
             FisherSite = parse.GetValue(fisherAt) == "msa" ? FisherSite.MsaOutput : FisherSite.TokenState,
+            Scale = parse.GetValue(score) == "raw" ? ScoreScale.Raw : ScoreScale.RelativeToMean,
+            KeepBins = parse.GetValue(keepBins),
         }));
         return command;
     }
@@ -65,9 +82,12 @@ public static class CalibrateCommand
         string Budgets, bool PseudoLabels, int Workers, Kernels.Simd.SimdLevel? Simd, bool Json)
     {
         public FisherSite FisherSite { get; init; } = FisherSite.TokenState;
+        public ScoreScale Scale { get; init; } = ScoreScale.RelativeToMean;
+        public int KeepBins { get; init; } = 200;
     }
 
-    public static int Run(TextWriter stdout, CalibrateArgs a)
+    /// <param name="stderr">Progress lines (stage, images, budgets, ETA); never stdout, so --json stays one line.</param>
+    public static int Run(TextWriter stdout, TextWriter? stderr, CalibrateArgs a)
     {
         long start = Stopwatch.GetTimestamp();
         Inputs.RequireFile(a.Model, "model file");
@@ -88,8 +108,9 @@ public static class CalibrateCommand
         var preprocessors = new System.Collections.Concurrent.ConcurrentBag<ImagePreprocessor>();
 
         void Log(string line) { if (!a.Json) { lock (stdout) stdout.WriteLine(line); } }
+        void Progress(string line) { if (stderr is not null) { lock (stderr) { stderr.WriteLine("edgevit: calibrate: " + line); stderr.Flush(); } } }
         Log($"calibrating {config.Describe()} on {paths.Count} images ({a.Split}, {(a.PseudoLabels ? "pseudo-labels" : "labels from file names")}), " +
-            $"{a.Candidates} candidates per block, Fisher at the {(a.FisherSite == FisherSite.TokenState ? "token state" : "MSA output")}, {grid.Length} budgets, {a.Workers} workers");
+            $"{a.Candidates} candidates per block, Fisher at the {(a.FisherSite == FisherSite.TokenState ? "token state" : "MSA output")}, {grid.Length} budgets, {a.Workers} workers, thresholds on {(a.Scale == ScoreScale.Raw ? "raw" : "relative")} class attention");
 
         var describe = new Dictionary<string, string>
         {
@@ -104,7 +125,7 @@ public static class CalibrateCommand
             if (!preprocessors.TryTake(out var pre)) pre = new ImagePreprocessor(Inputs.PreprocessFor(config));
             try { Inputs.LoadImage(paths[i], pre, chw); }
             finally { preprocessors.Add(pre); }
-        }, labels, grid, new CalibrationOptions(a.Candidates, a.FisherSite, a.Workers, Simd: a.Simd), describe, Log);
+        }, labels, grid, new CalibrationOptions(a.Candidates, a.FisherSite, a.Workers, a.KeepBins, Simd: a.Simd) { Scale = a.Scale }, describe, Progress);
 
         report.File.Save(a.Out);
         double wall = Inputs.Ms(start, Stopwatch.GetTimestamp()) / 1000;

@@ -85,6 +85,7 @@ public static class EvalCommand
 
         var set = a.Pruning.Resolve(weights);
         float[] thresholds = set?.Thresholds ?? [];
+        var scale = set?.Scale ?? EdgeViT.Kernels.Reduction.ScoreScale.Raw;
         var tokensKept = new double[config.Depth];
         using var engine = new VitEngine(weights, new EngineOptions(a.Threads, a.Simd));
         var preprocessor = new ImagePreprocessor(Inputs.PreprocessFor(config));
@@ -106,7 +107,7 @@ public static class EvalCommand
             {
                 var item = pipeline.Next();
                 long t0 = Stopwatch.GetTimestamp();
-                var stats = engine.Infer(item.Chw, logits, thresholds);
+                var stats = engine.Infer(item.Chw, logits, thresholds, scale);
                 inferMs[i] = Inputs.Ms(t0, Stopwatch.GetTimestamp());
                 gflopsSum += stats.GFlops;
                 for (int l = 0; l < config.Depth; l++) tokensKept[l] += stats.TokensPerBlock[l];

@@ -65,10 +65,11 @@ public sealed unsafe partial class VitEngine
 
     /// <summary>
     /// Forward pass with threshold pruning: after block l's attention, a non-prefix token survives iff its
-    /// class-attention score (CLS row of the attention, averaged over heads) is above thresholds[l].
-    /// Survivors are compacted in order; dropped tokens stay dropped. Empty thresholds = dense.
+    /// class-attention score (CLS row of the attention, averaged over heads) is above thresholds[l]
+    /// (in units of <paramref name="scale"/>). Survivors are compacted in order; dropped tokens stay dropped.
+    /// Empty thresholds = dense.
     /// </summary>
-    public ForwardStats Infer(ReadOnlySpan<float> imageChw, Span<float> logits, ReadOnlySpan<float> thresholds)
+    public ForwardStats Infer(ReadOnlySpan<float> imageChw, Span<float> logits, ReadOnlySpan<float> thresholds, ScoreScale scale = ScoreScale.Raw)
     {
         var c = Config;
         CheckShapes(imageChw, logits);
@@ -84,7 +85,7 @@ public sealed unsafe partial class VitEngine
                 AttentionStage(l, n);
                 Observer?.AfterAttention(l, _ws.X, _ws.ClassScore, n);
                 float tau = thresholds.IsEmpty ? float.NegativeInfinity : thresholds[l];
-                n = MlpStage(l, n, tau);
+                n = MlpStage(l, n, tau, scale);
             }
             Observer?.BlockInput(c.Depth, _ws.X, n); // the final residual stream, as a virtual block L
             FinishImage(logits);
@@ -170,12 +171,12 @@ public sealed unsafe partial class VitEngine
     }
 
     /// <summary>Prunes on the class scores at threshold tau (-inf or NaN: none), then x += MLP(LN2(x)); returns the new count.</summary>
-    internal int MlpStage(int l, int n, float tau)
+    internal int MlpStage(int l, int n, float tau, ScoreScale scale = ScoreScale.Raw)
     {
         var blk = _blocks[l];
         var c = Config;
         int d = c.EmbedDim;
-        if (!float.IsNegativeInfinity(tau) && !float.IsNaN(tau)) n = PruneTokens(n, tau);
+        if (!float.IsNegativeInfinity(tau) && !float.IsNaN(tau)) n = PruneTokens(n, tau, scale);
         LastStats.TokensPerBlock[l] = n;
         new ReadOnlySpan<int>(_ws.TokenIds, n).CopyTo(LastStats.KeptTokenIds.AsSpan(l * c.Tokens, n));
         LayerNormRows(_ws.X, _ws.Xn, n, blk.Weights.Norm2);
@@ -258,10 +259,10 @@ public sealed unsafe partial class VitEngine
     }
 
     /// <summary>RCTP's threshold rule on the n tokens in flight (the same compaction a reducer uses).</summary>
-    private int PruneTokens(int n, float threshold)
+    private int PruneTokens(int n, float threshold, ScoreScale scale)
     {
         _reduction.Count = n;
-        return _reduction.KeepAbove(threshold);
+        return _reduction.KeepAbove(threshold, scale);
     }
 
     public void Dispose()

@@ -1,9 +1,14 @@
 using System.Diagnostics;
 using EdgeViT.Kernels.Model;
+using EdgeViT.Kernels.Reduction;
 
 namespace EdgeViT.Kernels.Rctp;
 
-public sealed record CalibrationOptions(int Candidates = 40, FisherSite FisherSite = FisherSite.TokenState, int Workers = 2, int KeepBins = 200, int FlopsUnits = 4000, Simd.SimdLevel? Simd = null);
+public sealed record CalibrationOptions(int Candidates = 40, FisherSite FisherSite = FisherSite.TokenState, int Workers = 2, int KeepBins = 200, int FlopsUnits = 4000, Simd.SimdLevel? Simd = null)
+{
+    /// <summary>What thresholds are compared with at run time (and so what calibration ranks tokens by).</summary>
+    public ScoreScale Scale { get; init; } = ScoreScale.Raw;
+}
 
 /// <summary>Where calibration spent its time, for the report.</summary>
 public sealed record CalibrationReport(ThresholdFile File, CandidateTable Candidates, CalibrationStatistics Statistics, TimeSpan ProbeTime, TimeSpan PlanTime, TimeSpan FitTime);
@@ -25,7 +30,7 @@ public static class Calibrator
         var c = weights.Config;
         int workers = Math.Max(1, options.Workers);
         var stats = new TokenStatistics[images];
-        using var fitter = new ThresholdFitter(weights, workers, images, options.Simd);
+        using var fitter = new ThresholdFitter(weights, workers, images, options.Simd, options.Scale);
 
         var clock = Stopwatch.StartNew();
         FisherProbe.MeasureAll(weights, images, loadImage, labels, workers, options.Simd, options.FisherSite, (w, i, input, s) =>
@@ -36,21 +41,25 @@ public static class Calibrator
         var probeTime = clock.Elapsed;
 
         clock.Restart();
-        var pooled = new CalibrationStatistics(c, stats);
+        var pooled = new CalibrationStatistics(c, stats, options.Scale);
         var model = new RctpCostModel(pooled, options.Candidates, options.KeepBins, options.FlopsUnits);
         var plans = ThresholdPlanner.Plan(model, budgets);
         var planTime = clock.Elapsed;
+        progress?.Invoke($"plan: {budgets.Count} budgets planned in {planTime.TotalSeconds:F1} s; fitting on {images} images");
 
         clock.Restart();
         var sets = new List<ThresholdSet>();
         var flops = new FlopsModel(c);
-        foreach (var plan in plans)
+        foreach (var plan in plans.Where(p => p.FlopsUnits < 0))
+            progress?.Invoke($"budget {plan.Budget:0.###}: below what the candidates can reach, skipped");
+        var reachable = plans.Where(p => p.FlopsUnits >= 0).ToArray();
+        var keeps = reachable.Select(p => (IReadOnlyList<double>)p.KeepBin.Select(k => (double)k / model.KeepBins).ToArray()).ToArray();
+        var fits = fitter.RealizeAll(keeps, progress);
+        for (int j = 0; j < reachable.Length; j++)
         {
-            if (plan.FlopsUnits < 0) { progress?.Invoke($"budget {plan.Budget:0.###}: below what the candidates can reach, skipped"); continue; }
-            var keep = plan.KeepBin.Select(k => (double)k / model.KeepBins).ToArray();
-            var fit = fitter.Realize(keep);
-            sets.Add(new ThresholdSet(plan.Budget, fit.Thresholds, keep, model.PredictedFlops(plan) / 1e9, fit.MeasuredFlops / 1e9, plan.FisherLoss, fit.MeanTokensPerBlock));
-            progress?.Invoke($"budget {plan.Budget:0.00}: predicted {model.PredictedFlops(plan) / 1e9:F3} GFLOPs, measured {fit.MeasuredFlops / 1e9:F3}, Fisher loss {plan.FisherLoss:F4}");
+            var (plan, fit) = (reachable[j], fits[j]);
+            sets.Add(new ThresholdSet(plan.Budget, fit.Thresholds, [.. keeps[j]], model.PredictedFlops(plan) / 1e9, fit.MeasuredFlops / 1e9, plan.FisherLoss, fit.MeanTokensPerBlock)
+            { Scale = options.Scale, FlopsSpread = fit.FlopsSpread });
         }
         var fitTime = clock.Elapsed;
 
@@ -60,6 +69,7 @@ public static class Calibrator
             ["keep_bins"] = options.KeepBins.ToString(),
             ["flops_units"] = options.FlopsUnits.ToString(),
             ["fisher_normalisation"] = "per block, sum over D = 1",
+            ["score"] = options.Scale == ScoreScale.RelativeToMean ? "class attention / its mean over alive patches" : "class attention",
             ["fisher_site"] = options.FisherSite == FisherSite.TokenState ? "token state after attention" : "MSA output",
         };
         var file = new ThresholdFile
@@ -71,6 +81,7 @@ public static class Calibrator
             CalibrationImages = images,
             CalibrationOptions = opts,
             Sets = sets,
+            Scale = options.Scale,
         };
         return new CalibrationReport(file, pooled.Candidates(options.Candidates), pooled, probeTime, planTime, fitTime);
     }

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using EdgeViT.Kernels.Model;
+using EdgeViT.Kernels.Reduction;
 
 namespace EdgeViT.Kernels.Rctp;
 
@@ -14,16 +15,24 @@ public sealed record ThresholdSet(
     double PredictedGFlops,
     double MeasuredGFlops,
     double FisherLoss,
-    double[] MeanTokensPerBlock);
+    double[] MeanTokensPerBlock)
+{
+    /// <summary>What the thresholds are compared with (the file's rule, copied onto every set).</summary>
+    public ScoreScale Scale { get; init; } = ScoreScale.Raw;
+    /// <summary>Coefficient of variation of per-image FLOPs on the calibration images (NaN when not recorded).</summary>
+    public double FlopsSpread { get; init; } = double.NaN;
+}
 
 /// <summary>
 /// The calibration result: versioned JSON bound to one model by the SHA-256 fingerprint of its weights,
-/// holding a threshold set per budget on the grid.
+/// holding a threshold set per budget on the grid. Version 2 adds "rule": what a threshold is compared with
+/// (raw class attention, or class attention relative to its per-image mean); version 1 files are raw and still load.
 /// </summary>
 public sealed class ThresholdFile
 {
     public const string Format = "edgevit-rctp-thresholds";
-    public const int Version = 1;
+    public const int Version = 2;
+    private const string RawName = "raw", RelativeName = "relative_to_mean";
 
     public required string ModelFingerprint { get; init; }
     public required string ModelDescription { get; init; }
@@ -34,6 +43,8 @@ public sealed class ThresholdFile
     public required IReadOnlyDictionary<string, string> CalibrationOptions { get; init; }
     public required IReadOnlyList<ThresholdSet> Sets { get; init; }
     public string Source { get; init; } = "";
+    /// <summary>The threshold rule of every set in the file.</summary>
+    public ScoreScale Scale { get; init; } = ScoreScale.Raw;
 
     public double MinBudget => Sets.Min(s => s.Budget);
     public double MaxBudget => Sets.Max(s => s.Budget);
@@ -66,6 +77,7 @@ public sealed class ThresholdFile
         {
             ["format"] = Format,
             ["version"] = Version,
+            ["rule"] = new JsonObject { ["score"] = Scale == ScoreScale.RelativeToMean ? RelativeName : RawName },
             ["model"] = new JsonObject { ["fingerprint"] = ModelFingerprint, ["description"] = ModelDescription, ["depth"] = Depth, ["dense_gflops"] = DenseGFlops },
             ["calibration"] = new JsonObject
             {
@@ -81,6 +93,7 @@ public sealed class ThresholdFile
                 ["measured_gflops"] = Math.Round(s.MeasuredGFlops, 6),
                 ["fisher_loss"] = s.FisherLoss,
                 ["mean_tokens_per_block"] = new JsonArray(s.MeanTokensPerBlock.Select(k => (JsonNode)Math.Round(k, 3)).ToArray()),
+                ["flops_cv"] = double.IsFinite(s.FlopsSpread) ? Math.Round(s.FlopsSpread, 5) : null,
             }).ToArray()),
         };
         File.WriteAllText(path, root.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
@@ -97,7 +110,16 @@ public sealed class ThresholdFile
         {
             if ((string?)root["format"] != Format) throw new ModelFormatException($"{file}: not an EdgeViT thresholds file (format must be '{Format}')");
             int version = (int?)root["version"] ?? -1;
-            if (version != Version) throw new ModelFormatException($"{file}: thresholds format version {version} is not supported (expected {Version})");
+            if (version is < 1 or > Version)
+                throw new ModelFormatException($"{file}: thresholds format version {version} is not supported (this build reads versions 1..{Version}; recalibrate with 'edgevit calibrate')");
+            var scale = ScoreScale.Raw;
+            if (version >= 2)
+                scale = (string?)root["rule"]?["score"] switch
+                {
+                    RawName => ScoreScale.Raw,
+                    RelativeName => ScoreScale.RelativeToMean,
+                    var other => throw new ModelFormatException($"{file}: unknown rule.score '{other}' (expected '{RawName}' or '{RelativeName}')"),
+                };
             var model = root["model"] ?? throw new ModelFormatException($"{file}: missing 'model'");
             int depth = (int?)model["depth"] ?? throw new ModelFormatException($"{file}: missing model.depth");
             var sets = new List<ThresholdSet>();
@@ -111,7 +133,8 @@ public sealed class ThresholdFile
                 if (th.Any(float.IsNaN)) throw new ModelFormatException($"{file}: set {budget} has a NaN threshold");
                 sets.Add(new ThresholdSet(budget, th,
                     Doubles(s["keep_fraction"]), (double?)s["predicted_gflops"] ?? double.NaN, (double?)s["measured_gflops"] ?? double.NaN,
-                    (double?)s["fisher_loss"] ?? double.NaN, Doubles(s["mean_tokens_per_block"])));
+                    (double?)s["fisher_loss"] ?? double.NaN, Doubles(s["mean_tokens_per_block"]))
+                { Scale = scale, FlopsSpread = (double?)s["flops_cv"] ?? double.NaN });
             }
             if (sets.Count == 0) throw new ModelFormatException($"{file}: no threshold sets");
             var options = root["calibration"]?["options"]?.AsObject().ToDictionary(kv => kv.Key, kv => kv.Value?.ToString() ?? "") ?? [];
@@ -125,6 +148,7 @@ public sealed class ThresholdFile
                 CalibrationOptions = options,
                 Sets = sets.OrderBy(s => s.Budget).ToArray(),
                 Source = path,
+                Scale = scale,
             };
         }
         catch (Exception e) when (e is InvalidOperationException or FormatException or JsonException or InvalidCastException)

@@ -3,6 +3,15 @@ using EdgeViT.Kernels.Simd;
 
 namespace EdgeViT.Kernels.Reduction;
 
+/// <summary>What an RCTP threshold is compared with.</summary>
+public enum ScoreScale
+{
+    /// <summary>The head-averaged class attention itself (thresholds files of version 1).</summary>
+    Raw,
+    /// <summary>Class attention divided by its mean over the patch tokens still alive in this image.</summary>
+    RelativeToMean,
+}
+
 /// <summary>
 /// What a reducer sees at a block's reduction point: the residual stream after attention and what attention
 /// computed on the way. Owned by the engine and reused for every block and image (views of its workspace).
@@ -73,13 +82,27 @@ public sealed unsafe class TokenReductionContext
     /// <summary>
     /// RCTP's rule: keeps the prefix and every token whose head-averaged class attention is above
     /// <paramref name="threshold"/> (a NaN score is not), compacted in order like <see cref="Compact"/>.
+    /// With <see cref="ScoreScale.RelativeToMean"/> the threshold is in units of the mean score over the patch
+    /// tokens still alive (1 = uniform attention), so images whose class attention is flatter or sharper overall
+    /// are cut at the same relative level: one O(n) pass for the mean, no sort.
     /// </summary>
-    public int KeepAbove(float threshold)
+    public int KeepAbove(float threshold, ScoreScale scale = ScoreScale.Raw)
     {
+        float cut = threshold;
+        if (scale == ScoreScale.RelativeToMean) cut = threshold * MeanPatchScore(ClassScore, PrefixTokens, Count);
         int kept = PrefixTokens;
         for (int t = PrefixTokens; t < Count; t++)
-            if (ClassScore[t] > threshold) MoveUp(t, kept++);
+            if (ClassScore[t] > cut) MoveUp(t, kept++);
         return kept;
+    }
+
+    /// <summary>Mean class score over tokens prefix..count-1 (the unit of <see cref="ScoreScale.RelativeToMean"/>), summed in double.</summary>
+    public static float MeanPatchScore(float* scores, int prefix, int count)
+    {
+        if (count <= prefix) return 0f;
+        double sum = 0;
+        for (int t = prefix; t < count; t++) sum += scores[t];
+        return (float)(sum / (count - prefix));
     }
 
     private void MoveUp(int from, int to)

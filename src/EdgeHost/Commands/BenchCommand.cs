@@ -126,7 +126,7 @@ public static class BenchCommand
         }
 
         float[] thresholds = set?.Thresholds ?? [];
-        var scale = set?.Scale ?? EdgeViT.Kernels.Reduction.ScoreScale.Raw;
+        var rule = set?.Rule ?? EdgeViT.Kernels.Reduction.ThresholdRule.Raw;
         using var engine = new VitEngine(weights, new EngineOptions(a.Threads, a.Simd));
         // With pruning, the dense engine runs in the same alternation: pruned vs dense on one clock.
         using var dense = set is null ? null : new VitEngine(weights, new EngineOptions(a.Threads, a.Simd));
@@ -140,7 +140,7 @@ public static class BenchCommand
         for (int i = 0; i < a.Warmup; i++)
         {
             var x = inputs[i % inputs.Count];
-            engine.Infer(x, logits, thresholds, scale); dense?.Infer(x, logits); x.CopyTo(runner.Input); runner.Run();
+            engine.Infer(x, logits, thresholds, rule); dense?.Infer(x, logits); x.CopyTo(runner.Input); runner.Run();
         }
         inputs[0].CopyTo(runner.Input);
         (dense ?? engine).Infer(inputs[0], logits);
@@ -162,7 +162,7 @@ public static class BenchCommand
             var x = inputs[i % inputs.Count];
             x.CopyTo(runner.Input);
             long t0 = Stopwatch.GetTimestamp();
-            gflopsSum += engine.Infer(x, logits, thresholds, scale).GFlops;
+            gflopsSum += engine.Infer(x, logits, thresholds, rule).GFlops;
             long t1 = Stopwatch.GetTimestamp();
             dense?.Infer(x, logits);
             long t2 = Stopwatch.GetTimestamp();

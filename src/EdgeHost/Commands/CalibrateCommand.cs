@@ -59,12 +59,19 @@ public static class CalibrateCommand
             HelpName = "relative|raw",
         };
         score.AcceptOnlyFromAmong("relative", "raw");
+        var fuse = new Option<string>("--fuse")
+        {
+            Description = "on: tokens under the threshold are averaged (weighted by class attention) into one extra token with proportional attention; off: they are dropped.",
+            DefaultValueFactory = _ => "off",
+            HelpName = "on|off",
+        };
+        fuse.AcceptOnlyFromAmong("on", "off");
         var simd = CommonOptions.Simd();
         var json = CommonOptions.Json();
 
         var command = new Command("calibrate", "RCTP: calibrate class-attention thresholds for every FLOPs budget on a grid.")
         {
-            model, images, synsets, output, limit, split, candidates, keepBins, budgets, fisherAt, score, pseudo, workers, simd, json,
+            model, images, synsets, output, limit, split, candidates, keepBins, budgets, fisherAt, score, fuse, pseudo, workers, simd, json,
         };
         command.SetAction(parse => Run(stdout, parse.InvocationConfiguration.Error, new CalibrateArgs(
             parse.GetRequiredValue(model), parse.GetRequiredValue(images), parse.GetValue(synsets), parse.GetRequiredValue(output),
@@ -72,7 +79,7 @@ public static class CalibrateCommand
             parse.GetValue(pseudo), parse.GetValue(workers), CommonOptions.ParseSimd(parse.GetValue(simd)), parse.GetValue(json))
         {
             FisherSite = parse.GetValue(fisherAt) == "msa" ? FisherSite.MsaOutput : FisherSite.TokenState,
-            Scale = parse.GetValue(score) == "raw" ? ScoreScale.Raw : ScoreScale.RelativeToMean,
+            Rule = new ThresholdRule(parse.GetValue(score) == "raw" ? ScoreScale.Raw : ScoreScale.RelativeToMean, parse.GetValue(fuse) == "on"),
             KeepBins = parse.GetValue(keepBins),
         }));
         return command;
@@ -82,7 +89,7 @@ public static class CalibrateCommand
         string Budgets, bool PseudoLabels, int Workers, Kernels.Simd.SimdLevel? Simd, bool Json)
     {
         public FisherSite FisherSite { get; init; } = FisherSite.TokenState;
-        public ScoreScale Scale { get; init; } = ScoreScale.RelativeToMean;
+        public ThresholdRule Rule { get; init; } = new(ScoreScale.RelativeToMean);
         public int KeepBins { get; init; } = 200;
     }
 
@@ -110,7 +117,7 @@ public static class CalibrateCommand
         void Log(string line) { if (!a.Json) { lock (stdout) stdout.WriteLine(line); } }
         void Progress(string line) { if (stderr is not null) { lock (stderr) { stderr.WriteLine("edgevit: calibrate: " + line); stderr.Flush(); } } }
         Log($"calibrating {config.Describe()} on {paths.Count} images ({a.Split}, {(a.PseudoLabels ? "pseudo-labels" : "labels from file names")}), " +
-            $"{a.Candidates} candidates per block, Fisher at the {(a.FisherSite == FisherSite.TokenState ? "token state" : "MSA output")}, {grid.Length} budgets, {a.Workers} workers, thresholds on {(a.Scale == ScoreScale.Raw ? "raw" : "relative")} class attention");
+            $"{a.Candidates} candidates per block, Fisher at the {(a.FisherSite == FisherSite.TokenState ? "token state" : "MSA output")}, {grid.Length} budgets, {a.Workers} workers, thresholds on {a.Rule}");
 
         var describe = new Dictionary<string, string>
         {
@@ -125,7 +132,7 @@ public static class CalibrateCommand
             if (!preprocessors.TryTake(out var pre)) pre = new ImagePreprocessor(Inputs.PreprocessFor(config));
             try { Inputs.LoadImage(paths[i], pre, chw); }
             finally { preprocessors.Add(pre); }
-        }, labels, grid, new CalibrationOptions(a.Candidates, a.FisherSite, a.Workers, a.KeepBins, Simd: a.Simd) { Scale = a.Scale }, describe, Progress);
+        }, labels, grid, new CalibrationOptions(a.Candidates, a.FisherSite, a.Workers, a.KeepBins, Simd: a.Simd) { Rule = a.Rule }, describe, Progress);
 
         report.File.Save(a.Out);
         double wall = Inputs.Ms(start, Stopwatch.GetTimestamp()) / 1000;

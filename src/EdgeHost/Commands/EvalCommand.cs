@@ -85,7 +85,7 @@ public static class EvalCommand
 
         var set = a.Pruning.Resolve(weights);
         float[] thresholds = set?.Thresholds ?? [];
-        var scale = set?.Scale ?? EdgeViT.Kernels.Reduction.ScoreScale.Raw;
+        var rule = set?.Rule ?? EdgeViT.Kernels.Reduction.ThresholdRule.Raw;
         var tokensKept = new double[config.Depth];
         using var engine = new VitEngine(weights, new EngineOptions(a.Threads, a.Simd));
         var preprocessor = new ImagePreprocessor(Inputs.PreprocessFor(config));
@@ -107,7 +107,7 @@ public static class EvalCommand
             {
                 var item = pipeline.Next();
                 long t0 = Stopwatch.GetTimestamp();
-                var stats = engine.Infer(item.Chw, logits, thresholds, scale);
+                var stats = engine.Infer(item.Chw, logits, thresholds, rule);
                 inferMs[i] = Inputs.Ms(t0, Stopwatch.GetTimestamp());
                 gflopsSum += stats.GFlops;
                 for (int l = 0; l < config.Depth; l++) tokensKept[l] += stats.TokensPerBlock[l];

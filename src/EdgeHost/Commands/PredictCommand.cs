@@ -61,7 +61,7 @@ public static class PredictCommand
 
         var set = a.Pruning.Resolve(weights);
         float[] thresholds = set?.Thresholds ?? [];
-        var scale = set?.Scale ?? EdgeViT.Kernels.Reduction.ScoreScale.Raw;
+        var rule = set?.Rule ?? EdgeViT.Kernels.Reduction.ThresholdRule.Raw;
         var preprocessor = new ImagePreprocessor(Inputs.PreprocessFor(config));
         using var engine = new VitEngine(weights, new EngineOptions(a.Threads, a.Simd));
         var chw = new float[preprocessor.OutputLength];
@@ -75,7 +75,7 @@ public static class PredictCommand
         {
             Inputs.LoadImage(image, preprocessor, chw);
             long t0 = Stopwatch.GetTimestamp();
-            var stats = engine.Infer(chw, logits, thresholds, scale);
+            var stats = engine.Infer(chw, logits, thresholds, rule);
             double ms = Inputs.Ms(t0, Stopwatch.GetTimestamp());
             Ranking.Softmax(logits, probs);
             int n = Ranking.TopK(logits, best);

@@ -7,7 +7,7 @@ namespace EdgeViT.Kernels.Rctp;
 public sealed record CalibrationOptions(int Candidates = 40, FisherSite FisherSite = FisherSite.TokenState, int Workers = 2, int KeepBins = 200, int FlopsUnits = 4000, Simd.SimdLevel? Simd = null)
 {
     /// <summary>What thresholds are compared with at run time (and so what calibration ranks tokens by).</summary>
-    public ScoreScale Scale { get; init; } = ScoreScale.Raw;
+    public ThresholdRule Rule { get; init; } = ThresholdRule.Raw;
 }
 
 /// <summary>Where calibration spent its time, for the report.</summary>
@@ -30,7 +30,7 @@ public static class Calibrator
         var c = weights.Config;
         int workers = Math.Max(1, options.Workers);
         var stats = new TokenStatistics[images];
-        using var fitter = new ThresholdFitter(weights, workers, images, options.Simd, options.Scale);
+        using var fitter = new ThresholdFitter(weights, workers, images, options.Simd, options.Rule);
 
         var clock = Stopwatch.StartNew();
         FisherProbe.MeasureAll(weights, images, loadImage, labels, workers, options.Simd, options.FisherSite, (w, i, input, s) =>
@@ -41,8 +41,8 @@ public static class Calibrator
         var probeTime = clock.Elapsed;
 
         clock.Restart();
-        var pooled = new CalibrationStatistics(c, stats, options.Scale);
-        var model = new RctpCostModel(pooled, options.Candidates, options.KeepBins, options.FlopsUnits);
+        var pooled = new CalibrationStatistics(c, stats, options.Rule.Scale);
+        var model = new RctpCostModel(pooled, options.Candidates, options.KeepBins, options.FlopsUnits, options.Rule.FuseDropped);
         var plans = ThresholdPlanner.Plan(model, budgets);
         var planTime = clock.Elapsed;
         progress?.Invoke($"plan: {budgets.Count} budgets planned in {planTime.TotalSeconds:F1} s; fitting on {images} images");
@@ -59,7 +59,7 @@ public static class Calibrator
         {
             var (plan, fit) = (reachable[j], fits[j]);
             sets.Add(new ThresholdSet(plan.Budget, fit.Thresholds, [.. keeps[j]], model.PredictedFlops(plan) / 1e9, fit.MeasuredFlops / 1e9, plan.FisherLoss, fit.MeanTokensPerBlock)
-            { Scale = options.Scale, FlopsSpread = fit.FlopsSpread });
+            { Rule = options.Rule, FlopsSpread = fit.FlopsSpread });
         }
         var fitTime = clock.Elapsed;
 
@@ -69,7 +69,7 @@ public static class Calibrator
             ["keep_bins"] = options.KeepBins.ToString(),
             ["flops_units"] = options.FlopsUnits.ToString(),
             ["fisher_normalisation"] = "per block, sum over D = 1",
-            ["score"] = options.Scale == ScoreScale.RelativeToMean ? "class attention / its mean over alive patches" : "class attention",
+            ["rule"] = options.Rule.ToString(),
             ["fisher_site"] = options.FisherSite == FisherSite.TokenState ? "token state after attention" : "MSA output",
         };
         var file = new ThresholdFile
@@ -81,7 +81,7 @@ public static class Calibrator
             CalibrationImages = images,
             CalibrationOptions = opts,
             Sets = sets,
-            Scale = options.Scale,
+            Rule = options.Rule,
         };
         return new CalibrationReport(file, pooled.Candidates(options.Candidates), pooled, probeTime, planTime, fitTime);
     }

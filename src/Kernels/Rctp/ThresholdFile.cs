@@ -17,8 +17,8 @@ public sealed record ThresholdSet(
     double FisherLoss,
     double[] MeanTokensPerBlock)
 {
-    /// <summary>What the thresholds are compared with (the file's rule, copied onto every set).</summary>
-    public ScoreScale Scale { get; init; } = ScoreScale.Raw;
+    /// <summary>What the thresholds are compared with and what happens to dropped tokens (the file's rule, copied onto every set).</summary>
+    public ThresholdRule Rule { get; init; } = ThresholdRule.Raw;
     /// <summary>Coefficient of variation of per-image FLOPs on the calibration images (NaN when not recorded).</summary>
     public double FlopsSpread { get; init; } = double.NaN;
 }
@@ -26,7 +26,8 @@ public sealed record ThresholdSet(
 /// <summary>
 /// The calibration result: versioned JSON bound to one model by the SHA-256 fingerprint of its weights,
 /// holding a threshold set per budget on the grid. Version 2 adds "rule": what a threshold is compared with
-/// (raw class attention, or class attention relative to its per-image mean); version 1 files are raw and still load.
+/// (raw class attention, or class attention relative to its per-image mean) and whether dropped tokens are fused
+/// into one; version 1 files are raw without fusing and still load.
 /// </summary>
 public sealed class ThresholdFile
 {
@@ -44,7 +45,7 @@ public sealed class ThresholdFile
     public required IReadOnlyList<ThresholdSet> Sets { get; init; }
     public string Source { get; init; } = "";
     /// <summary>The threshold rule of every set in the file.</summary>
-    public ScoreScale Scale { get; init; } = ScoreScale.Raw;
+    public ThresholdRule Rule { get; init; } = ThresholdRule.Raw;
 
     public double MinBudget => Sets.Min(s => s.Budget);
     public double MaxBudget => Sets.Max(s => s.Budget);
@@ -77,7 +78,7 @@ public sealed class ThresholdFile
         {
             ["format"] = Format,
             ["version"] = Version,
-            ["rule"] = new JsonObject { ["score"] = Scale == ScoreScale.RelativeToMean ? RelativeName : RawName },
+            ["rule"] = new JsonObject { ["score"] = Rule.Scale == ScoreScale.RelativeToMean ? RelativeName : RawName, ["fused_token"] = Rule.FuseDropped },
             ["model"] = new JsonObject { ["fingerprint"] = ModelFingerprint, ["description"] = ModelDescription, ["depth"] = Depth, ["dense_gflops"] = DenseGFlops },
             ["calibration"] = new JsonObject
             {
@@ -112,14 +113,14 @@ public sealed class ThresholdFile
             int version = (int?)root["version"] ?? -1;
             if (version is < 1 or > Version)
                 throw new ModelFormatException($"{file}: thresholds format version {version} is not supported (this build reads versions 1..{Version}; recalibrate with 'edgevit calibrate')");
-            var scale = ScoreScale.Raw;
+            var rule = ThresholdRule.Raw;
             if (version >= 2)
-                scale = (string?)root["rule"]?["score"] switch
+                rule = new ThresholdRule((string?)root["rule"]?["score"] switch
                 {
                     RawName => ScoreScale.Raw,
                     RelativeName => ScoreScale.RelativeToMean,
                     var other => throw new ModelFormatException($"{file}: unknown rule.score '{other}' (expected '{RawName}' or '{RelativeName}')"),
-                };
+                }, (bool?)root["rule"]?["fused_token"] ?? false);
             var model = root["model"] ?? throw new ModelFormatException($"{file}: missing 'model'");
             int depth = (int?)model["depth"] ?? throw new ModelFormatException($"{file}: missing model.depth");
             var sets = new List<ThresholdSet>();
@@ -134,7 +135,7 @@ public sealed class ThresholdFile
                 sets.Add(new ThresholdSet(budget, th,
                     Doubles(s["keep_fraction"]), (double?)s["predicted_gflops"] ?? double.NaN, (double?)s["measured_gflops"] ?? double.NaN,
                     (double?)s["fisher_loss"] ?? double.NaN, Doubles(s["mean_tokens_per_block"]))
-                { Scale = scale, FlopsSpread = (double?)s["flops_cv"] ?? double.NaN });
+                { Rule = rule, FlopsSpread = (double?)s["flops_cv"] ?? double.NaN });
             }
             if (sets.Count == 0) throw new ModelFormatException($"{file}: no threshold sets");
             var options = root["calibration"]?["options"]?.AsObject().ToDictionary(kv => kv.Key, kv => kv.Value?.ToString() ?? "") ?? [];
@@ -148,7 +149,7 @@ public sealed class ThresholdFile
                 CalibrationOptions = options,
                 Sets = sets.OrderBy(s => s.Budget).ToArray(),
                 Source = path,
-                Scale = scale,
+                Rule = rule,
             };
         }
         catch (Exception e) when (e is InvalidOperationException or FormatException or JsonException or InvalidCastException)

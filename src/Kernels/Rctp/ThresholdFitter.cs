@@ -23,16 +23,16 @@ public sealed unsafe class ThresholdFitter : IDisposable
     private readonly float[][] _embedded; // per image: residual stream after patch embedding [Tokens x D]
 
     /// <summary>One single-threaded engine per worker; images are split between them.</summary>
-    public ThresholdFitter(VitWeights weights, int workers, int images, Simd.SimdLevel? level = null, ScoreScale scale = ScoreScale.Raw)
+    public ThresholdFitter(VitWeights weights, int workers, int images, Simd.SimdLevel? level = null, ThresholdRule rule = default)
     {
         _c = weights.Config;
-        Scale = scale;
+        Rule = rule;
         _engines = Enumerable.Range(0, Math.Max(1, workers)).Select(_ => new VitEngine(weights, new EngineOptions(1, level))).ToArray();
         _embedded = new float[images][];
     }
 
     public int Images => _embedded.Length;
-    public ScoreScale Scale { get; }
+    public ThresholdRule Rule { get; }
 
     /// <summary>Embeds image i (thread-safe for distinct workers).</summary>
     public void AddImage(int worker, int index, ReadOnlySpan<float> imageChw)
@@ -60,12 +60,14 @@ public sealed unsafe class ThresholdFitter : IDisposable
         private readonly long[] _offset;
         private readonly int _d;
         public readonly int[][] Ids;
+        /// <summary>Patches each token stands for (only the fused token is not 1).</summary>
+        public readonly float[][] Sizes;
         public readonly int[] N;
         public readonly double[] Flops;
 
-        public State(int d, int[] n, int[][] ids, double[] flops)
+        public State(int d, int[] n, int[][] ids, float[][] sizes, double[] flops)
         {
-            _d = d; N = n; Ids = ids; Flops = flops;
+            _d = d; N = n; Ids = ids; Sizes = sizes; Flops = flops;
             _offset = new long[n.Length + 1];
             for (int i = 0; i < n.Length; i++) _offset[i + 1] = _offset[i] + (long)n[i] * d;
             _rows = new Simd.NativeBuffer(_offset[^1]);
@@ -76,7 +78,8 @@ public sealed unsafe class ThresholdFitter : IDisposable
 
         public State Clone()
         {
-            var copy = new State(_d, (int[])N.Clone(), Ids.Select((ids, i) => ids.AsSpan(0, N[i]).ToArray()).ToArray(), (double[])Flops.Clone());
+            var copy = new State(_d, (int[])N.Clone(), Ids.Select((ids, i) => ids.AsSpan(0, N[i]).ToArray()).ToArray(),
+                Sizes.Select((s, i) => s.AsSpan(0, N[i]).ToArray()).ToArray(), (double[])Flops.Clone());
             for (int i = 0; i < N.Length; i++) X(i)[..(N[i] * _d)].CopyTo(copy.X(i));
             return copy;
         }
@@ -122,6 +125,7 @@ public sealed unsafe class ThresholdFitter : IDisposable
 
         var root = new State(_c.EmbedDim, Enumerable.Repeat(_c.Tokens, images).ToArray(),
             Enumerable.Range(0, images).Select(_ => Enumerable.Range(0, _c.Tokens).ToArray()).ToArray(),
+            Enumerable.Range(0, images).Select(_ => Enumerable.Repeat(1f, _c.Tokens).ToArray()).ToArray(),
             Enumerable.Repeat(new FlopsModel(_c).Fixed, images).ToArray());
         for (int i = 0; i < images; i++) _embedded[i].CopyTo(root.X(i));
         Walk(0, Enumerable.Range(0, plans).ToArray(), root);
@@ -141,14 +145,14 @@ public sealed unsafe class ThresholdFitter : IDisposable
             var scores = new float[images][];
             ForEachImage((engine, i) =>
             {
-                engine.LoadState(state.N[i], state.X(i), state.Ids[i]);
-                engine.AttentionStage(l, state.N[i]);
-                engine.SaveState(state.N[i], state.X(i), state.Ids[i]);
+                engine.LoadState(state.N[i], state.X(i), state.Ids[i], state.Sizes[i]);
+                engine.AttentionStage(l, state.N[i], proportional: Rule.FuseDropped);
+                engine.SaveState(state.N[i], state.X(i), state.Ids[i], state.Sizes[i]);
                 scores[i] = new ReadOnlySpan<float>(engine.ClassScores, state.N[i]).ToArray();
                 state.Flops[i] += flops.Attention(state.N[i]);
             });
             Stage($"block {l} attention");
-            var sorted = SortedScores(scores, state.N);
+            var sorted = SortedScores(scores, state);
 
             // Largest subtree last: it reuses this node's state in place, the others get copies.
             var groups = members.GroupBy(p => targets[p][l]).OrderBy(g => g.Count()).ToArray();
@@ -159,10 +163,10 @@ public sealed unsafe class ThresholdFitter : IDisposable
                 float tau = target >= sorted.Length ? float.NegativeInfinity : KeepTopThreshold(sorted, target);
                 ForEachImage((engine, i) =>
                 {
-                    engine.LoadState(next.N[i], next.X(i), next.Ids[i]);
+                    engine.LoadState(next.N[i], next.X(i), next.Ids[i], next.Sizes[i]);
                     engine.LoadClassScores(scores[i]);
-                    int kept = engine.MlpStage(l, next.N[i], tau, Scale);
-                    engine.SaveState(kept, next.X(i), next.Ids[i]);
+                    int kept = engine.MlpStage(l, next.N[i], tau, Rule);
+                    engine.SaveState(kept, next.X(i), next.Ids[i], next.Sizes[i]);
                     next.Flops[i] += flops.Mlp(kept);
                     next.N[i] = kept;
                 });
@@ -174,18 +178,23 @@ public sealed unsafe class ThresholdFitter : IDisposable
         }
     }
 
-    /// <summary>Every image's patch scores on the fitter's scale, pooled and sorted ascending.</summary>
-    private float[] SortedScores(float[][] scores, int[] n)
+    /// <summary>
+    /// Every image's patch scores on the rule's scale, pooled and sorted ascending; a fused token is not a patch
+    /// the threshold judges (<see cref="TokenReductionContext.KeepAbove"/>), so it is left out, as from the mean.
+    /// </summary>
+    private float[] SortedScores(float[][] scores, State state)
     {
         int prefix = _c.PrefixTokens;
-        var all = new float[n.Sum(v => (long)(v - prefix))];
+        var end = state.N.Select((n, i) => n > prefix && state.Ids[i][n - 1] == TokenReductionContext.FusedId ? n - 1 : n).ToArray();
+        var all = new float[end.Sum(v => (long)(v - prefix))];
         int k = 0;
+        bool relative = Rule.Scale == ScoreScale.RelativeToMean;
         for (int i = 0; i < scores.Length; i++)
         {
             float unit = 1f;
-            if (Scale == ScoreScale.RelativeToMean)
-                fixed (float* s = scores[i]) unit = TokenReductionContext.MeanPatchScore(s, prefix, n[i]);
-            for (int t = prefix; t < n[i]; t++) all[k++] = Scale == ScoreScale.RelativeToMean ? scores[i][t] / unit : scores[i][t];
+            if (relative)
+                fixed (float* s = scores[i]) unit = TokenReductionContext.MeanPatchScore(s, prefix, end[i]);
+            for (int t = prefix; t < end[i]; t++) all[k++] = relative ? scores[i][t] / unit : scores[i][t];
         }
         Array.Sort(all);
         return all;

@@ -76,11 +76,11 @@ public class CalibratorTests
             Assert.Contains("below the lowest calibrated budget 0.6", e2.Message);
 
             // Version 2 carries the threshold rule; version 1 files (no rule) still load, as raw class attention.
-            Assert.Equal(EdgeViT.Kernels.Reduction.ScoreScale.Raw, loaded.Scale);
+            Assert.Equal(EdgeViT.Kernels.Reduction.ThresholdRule.Raw, loaded.Rule);
             var node = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path))!;
             node["rule"]!["score"] = "relative_to_mean";
             File.WriteAllText(path, node.ToJsonString());
-            Assert.All(ThresholdFile.Load(path).Sets, s => Assert.Equal(EdgeViT.Kernels.Reduction.ScoreScale.RelativeToMean, s.Scale));
+            Assert.All(ThresholdFile.Load(path).Sets, s => Assert.Equal(EdgeViT.Kernels.Reduction.ScoreScale.RelativeToMean, s.Rule.Scale));
             node["rule"]!["score"] = "sideways";
             File.WriteAllText(path, node.ToJsonString());
             Assert.Contains("unknown rule.score 'sideways'", Assert.Throws<ModelFormatException>(() => ThresholdFile.Load(path)).Message);
@@ -88,7 +88,7 @@ public class CalibratorTests
             node["version"] = 1;
             File.WriteAllText(path, node.ToJsonString());
             var v1 = ThresholdFile.Load(path);
-            Assert.Equal(EdgeViT.Kernels.Reduction.ScoreScale.Raw, v1.Scale);
+            Assert.Equal(EdgeViT.Kernels.Reduction.ThresholdRule.Raw, v1.Rule);
             Assert.Equal(report.File.Sets[0].Thresholds, v1.Sets[0].Thresholds);
             node["version"] = 3;
             File.WriteAllText(path, node.ToJsonString());

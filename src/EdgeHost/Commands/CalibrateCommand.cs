@@ -54,14 +54,14 @@ public static class CalibrateCommand
         workers.DefaultValueFactory = _ => Math.Clamp(Environment.ProcessorCount, 1, CommonOptions.MaxThreads);
         var score = new Option<string>("--score")
         {
-            Description = "What thresholds compare with: relative (class attention / its mean over the patch tokens alive in the image; default) or raw (class attention, as in version-1 files).",
-            DefaultValueFactory = _ => "relative",
+            Description = "What thresholds compare with: raw class attention (default) or relative (divided by its mean over the patch tokens alive in the image; measured no better, bench/RESULTS.md §5).",
+            DefaultValueFactory = _ => "raw",
             HelpName = "relative|raw",
         };
         score.AcceptOnlyFromAmong("relative", "raw");
         var fuse = new Option<string>("--fuse")
         {
-            Description = "on: tokens under the threshold are averaged (weighted by class attention) into one extra token with proportional attention; off: they are dropped.",
+            Description = "on: tokens under the threshold are averaged (weighted by class attention) into one extra token with proportional attention; off (default; on lost accuracy at 0.5-0.6, bench/RESULTS.md §5): they are dropped.",
             DefaultValueFactory = _ => "off",
             HelpName = "on|off",
         };
@@ -89,7 +89,7 @@ public static class CalibrateCommand
         string Budgets, bool PseudoLabels, int Workers, Kernels.Simd.SimdLevel? Simd, bool Json)
     {
         public FisherSite FisherSite { get; init; } = FisherSite.TokenState;
-        public ThresholdRule Rule { get; init; } = new(ScoreScale.RelativeToMean);
+        public ThresholdRule Rule { get; init; } = ThresholdRule.Raw;
         public int KeepBins { get; init; } = 200;
     }
 

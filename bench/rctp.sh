@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# RCTP on the shared DeiT-Tiny: calibrate on the even-indexed images, evaluate the budget curve on the odd ones,
-# then time pruned vs dense EdgeViT vs ONNX Runtime at one budget. Prints Markdown tables for bench/RESULTS.md.
+# RCTP on the shared DeiT-Tiny: calibrate on the 1000 imagenet-sample photos (61 budgets, all cores), evaluate the
+# budget curve on the 2278 imagenet-val photos (never calibrated on), then time pruned vs dense EdgeViT vs ONNX Runtime
+# at one budget. Prints Markdown tables for bench/RESULTS.md.
 # usage: bench/rctp.sh [OUT_DIR]   (EDGEVIT_SHARED overrides ../shared)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,19 +11,21 @@ mkdir -p "$out"
 model=$shared/models/deit_tiny_patch16_224.safetensors
 images=$shared/data/imagenet-sample/images
 synsets=$shared/data/imagenet-sample/synsets.txt
+val=$shared/data/imagenet-val/images
+valsynsets=$shared/data/imagenet-val/synsets.txt
 dotnet build src/EdgeHost -c Release -nologo -clp:ErrorsOnly >/dev/null
 ev() { dotnet run --project src/EdgeHost -c Release --no-build -- "$@"; }
 
 echo "## calibration ($(date -u +%F), $(nproc) cores, $(lscpu | sed -n 's/Model name: *//p'))"
 /usr/bin/time -f "wall %e s, peak RSS %M KiB" -o "$out/calibrate.time" \
-  dotnet run --project src/EdgeHost -c Release --no-build -- calibrate --model "$model" --images "$images" --synsets "$synsets" --split even --threads 2 --out "$out/deit_tiny.thresholds.json" --json \
-  | tail -1 > "$out/calibrate.json"
+  dotnet run --project src/EdgeHost -c Release --no-build -- calibrate --model "$model" --images "$images" --synsets "$synsets" --out "$out/deit_tiny.thresholds.json" --json \
+  2> "$out/calibrate.progress" | tail -1 > "$out/calibrate.json"
 cat "$out/calibrate.json"; cat "$out/calibrate.time"
 
-echo; echo "## accuracy and speed against budget (odd images, 1 thread)"
+echo; echo "## accuracy and speed against budget (imagenet-val, 1 thread)"
 echo "| budget | top-1 % | top-5 % | GFLOPs (measured) | of dense | ms/image median | tokens kept per block (mean) |"
 echo "|---|---|---|---|---|---|---|"
-common=(--model "$model" --images "$images" --synsets "$synsets" --split odd --json --prefetch 1)
+common=(--model "$model" --images "$val" --synsets "$valsynsets" --json --prefetch 1)
 ev eval "${common[@]}" | tail -1 > "$out/eval-dense.json"
 for b in 0.50 0.55 0.60 0.65 0.70 0.75 0.80 0.85 0.90 0.95 1.00; do
   ev eval "${common[@]}" --thresholds "$out/deit_tiny.thresholds.json" --budget $b | tail -1 > "$out/eval-$b.json"
@@ -39,6 +42,6 @@ for f in sorted(glob.glob(f"{out}/eval-0.*.json")) + sorted(glob.glob(f"{out}/ev
     d = json.load(open(f)); row(f"{d['budget']:.2f}", d)
 PY
 
-echo; echo "## pruned (0.70) vs dense vs ONNX Runtime, 1 thread, 50 odd images cycled"
-ev bench --model "$model" --thresholds "$out/deit_tiny.thresholds.json" --budget 0.70 --images "$images" --split odd --limit 50 \
+echo; echo "## pruned (0.70) vs dense vs ONNX Runtime, 1 thread, 50 imagenet-val images cycled"
+ev bench --model "$model" --thresholds "$out/deit_tiny.thresholds.json" --budget 0.70 --images "$val" --limit 50 \
   --iterations 300 --warmup 20 --json | tail -1 | tee "$out/bench-0.70.json"

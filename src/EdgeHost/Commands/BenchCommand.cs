@@ -139,6 +139,7 @@ public static class BenchCommand
         if (a.Precision.Value == Precision.Int8) return RunInt8(stdout, a, weights, set, runner, onnxPath, inputs, inputName);
 
         float[] thresholds = set?.Thresholds ?? [];
+        var rule = set?.Rule ?? EdgeViT.Kernels.Reduction.ThresholdRule.Raw;
         using var engine = new VitEngine(weights, new EngineOptions(a.Threads, a.Simd));
         // With pruning, the dense engine runs in the same alternation: pruned vs dense on one clock.
         using var dense = set is null ? null : new VitEngine(weights, new EngineOptions(a.Threads, a.Simd));
@@ -152,7 +153,7 @@ public static class BenchCommand
         for (int i = 0; i < a.Warmup; i++)
         {
             var x = inputs[i % inputs.Count];
-            engine.Infer(x, logits, thresholds); dense?.Infer(x, logits); x.CopyTo(runner.Input); runner.Run();
+            engine.Infer(x, logits, thresholds, rule); dense?.Infer(x, logits); x.CopyTo(runner.Input); runner.Run();
         }
         inputs[0].CopyTo(runner.Input);
         (dense ?? engine).Infer(inputs[0], logits);
@@ -174,7 +175,7 @@ public static class BenchCommand
             var x = inputs[i % inputs.Count];
             x.CopyTo(runner.Input);
             long t0 = Stopwatch.GetTimestamp();
-            gflopsSum += engine.Infer(x, logits, thresholds).GFlops;
+            gflopsSum += engine.Infer(x, logits, thresholds, rule).GFlops;
             long t1 = Stopwatch.GetTimestamp();
             dense?.Infer(x, logits);
             long t2 = Stopwatch.GetTimestamp();

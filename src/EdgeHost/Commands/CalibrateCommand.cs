@@ -4,6 +4,7 @@ using EdgeViT.Host.Evaluation;
 using EdgeViT.Host.Output;
 using EdgeViT.Kernels.Imaging;
 using EdgeViT.Kernels.Rctp;
+using EdgeViT.Kernels.Reduction;
 
 namespace EdgeViT.Host.Commands;
 
@@ -28,6 +29,12 @@ public static class CalibrateCommand
             DefaultValueFactory = _ => 40,
             HelpName = "M",
         }, 2, 100);
+        var keepBins = CommonOptions.IntInRange(new Option<int>("--keep-bins")
+        {
+            Description = "K: resolution of the planner's alive-token fraction (1/K steps). Coarser plans share more of the fit's work.",
+            DefaultValueFactory = _ => 200,
+            HelpName = "K",
+        }, 2, 255);
         var budgets = new Option<string>("--budgets")
         {
             Description = "FLOPs budgets (fractions of dense): start:stop:step or a list.",
@@ -43,7 +50,22 @@ public static class CalibrateCommand
         fisherAt.AcceptOnlyFromAmong("token", "msa");
         var pseudo = new Option<bool>("--pseudo-labels") { Description = "Use the model's own top-1 as the label (unlabelled images)." };
         var workers = CommonOptions.Threads();
-        workers.Description = "Worker threads (each runs its own single-threaded engine).";
+        workers.Description = $"Worker threads, each running its own single-threaded engine (1..{CommonOptions.MaxThreads}; default: cores).";
+        workers.DefaultValueFactory = _ => Math.Clamp(Environment.ProcessorCount, 1, CommonOptions.MaxThreads);
+        var score = new Option<string>("--score")
+        {
+            Description = "What thresholds compare with: raw class attention (default) or relative (divided by its mean over the patch tokens alive in the image; measured no better, bench/RESULTS.md §5).",
+            DefaultValueFactory = _ => "raw",
+            HelpName = "relative|raw",
+        };
+        score.AcceptOnlyFromAmong("relative", "raw");
+        var fuse = new Option<string>("--fuse")
+        {
+            Description = "on: tokens under the threshold are averaged (weighted by class attention) into one extra token with proportional attention; off (default; on lost accuracy at 0.5-0.6, bench/RESULTS.md §5): they are dropped.",
+            DefaultValueFactory = _ => "off",
+            HelpName = "on|off",
+        };
+        fuse.AcceptOnlyFromAmong("on", "off");
         var simd = CommonOptions.Simd();
         var json = CommonOptions.Json();
 
@@ -52,15 +74,17 @@ public static class CalibrateCommand
         precision.Description = "Engine the thresholds are fitted on: fp32 (default) or int8; the file records it and predict/eval/bench/run refuse it for the other.";
         var command = new Command("calibrate", "RCTP: calibrate class-attention thresholds for every FLOPs budget on a grid.")
         {
-            model, images, synsets, output, limit, split, candidates, budgets, fisherAt, pseudo, workers, simd, json, precision,
+            model, images, synsets, output, limit, split, candidates, keepBins, budgets, fisherAt, score, fuse, pseudo, workers, simd, json, precision,
         };
-        command.SetAction(parse => Run(stdout, new CalibrateArgs(
+        command.SetAction(parse => Run(stdout, parse.InvocationConfiguration.Error, new CalibrateArgs(
             parse.GetRequiredValue(model), parse.GetRequiredValue(images), parse.GetValue(synsets), parse.GetRequiredValue(output),
             parse.GetValue(limit), parse.GetValue(split) ?? "all", parse.GetValue(candidates), parse.GetValue(budgets) ?? "0.40:1.00:0.01",
             parse.GetValue(pseudo), parse.GetValue(workers), CommonOptions.ParseSimd(parse.GetValue(simd)), parse.GetValue(json))
         {
             FisherSite = parse.GetValue(fisherAt) == "msa" ? FisherSite.MsaOutput : FisherSite.TokenState,
             Precision = new PrecisionOptions.Choice(parse.GetValue(precision), null),
+            Rule = new ThresholdRule(parse.GetValue(score) == "raw" ? ScoreScale.Raw : ScoreScale.RelativeToMean, parse.GetValue(fuse) == "on"),
+            KeepBins = parse.GetValue(keepBins),
         }));
         return command;
     }
@@ -70,9 +94,12 @@ public static class CalibrateCommand
     {
         public FisherSite FisherSite { get; init; } = FisherSite.TokenState;
         public PrecisionOptions.Choice Precision { get; init; } = PrecisionOptions.Choice.Fp32;
+        public ThresholdRule Rule { get; init; } = ThresholdRule.Raw;
+        public int KeepBins { get; init; } = 200;
     }
 
-    public static int Run(TextWriter stdout, CalibrateArgs a)
+    /// <param name="stderr">Progress lines (stage, images, budgets, ETA); never stdout, so --json stays one line.</param>
+    public static int Run(TextWriter stdout, TextWriter? stderr, CalibrateArgs a)
     {
         long start = Stopwatch.GetTimestamp();
         Inputs.RequireFile(a.Model, "model file");
@@ -93,8 +120,9 @@ public static class CalibrateCommand
         var preprocessors = new System.Collections.Concurrent.ConcurrentBag<ImagePreprocessor>();
 
         void Log(string line) { if (!a.Json) { lock (stdout) stdout.WriteLine(line); } }
+        void Progress(string line) { if (stderr is not null) { lock (stderr) { stderr.WriteLine("edgevit: calibrate: " + line); stderr.Flush(); } } }
         Log($"calibrating {config.Describe()} on {paths.Count} images ({a.Split}, {(a.PseudoLabels ? "pseudo-labels" : "labels from file names")}), " +
-            $"{a.Candidates} candidates per block, Fisher at the {(a.FisherSite == FisherSite.TokenState ? "token state" : "MSA output")}, {grid.Length} budgets, {a.Workers} workers, fitted on the {a.Precision.Name} engine");
+            $"{a.Candidates} candidates per block, Fisher at the {(a.FisherSite == FisherSite.TokenState ? "token state" : "MSA output")}, {grid.Length} budgets, {a.Workers} workers, fitted on the {a.Precision.Name} engine, thresholds on {a.Rule}");
 
         var describe = new Dictionary<string, string>
         {
@@ -109,7 +137,7 @@ public static class CalibrateCommand
             if (!preprocessors.TryTake(out var pre)) pre = new ImagePreprocessor(Inputs.PreprocessFor(config));
             try { Inputs.LoadImage(paths[i], pre, chw); }
             finally { preprocessors.Add(pre); }
-        }, labels, grid, new CalibrationOptions(a.Candidates, a.FisherSite, a.Workers, Simd: a.Simd) { Precision = a.Precision.Value }, describe, Log);
+        }, labels, grid, new CalibrationOptions(a.Candidates, a.FisherSite, a.Workers, a.KeepBins, Simd: a.Simd) { Precision = a.Precision.Value, Rule = a.Rule }, describe, Progress);
 
         report.File.Save(a.Out);
         double wall = Inputs.Ms(start, Stopwatch.GetTimestamp()) / 1000;

@@ -14,7 +14,7 @@ namespace EdgeViT.Host.Commands;
 /// <c>edgevit compare --model FILE --images DIR --synsets FILE --budgets 0.5,0.7 --out DIR [--methods rctp,topk,evit]</c>:
 /// token-reduction methods against each other and dense at matched FLOPs budgets. Methods calibrate or pick their
 /// knob on the even-indexed images and are evaluated on the odd-indexed ones in one round-robin pass (same run,
-/// same clock). Writes results.csv, results.md and compare.png to the output folder.
+/// same clock); with <c>--calibration-images DIR</c> they calibrate on all of DIR and evaluate on all of --images. Writes results.csv, results.md and compare.png to the output folder.
 /// </summary>
 public static class CompareCommand
 {
@@ -43,6 +43,12 @@ public static class CompareCommand
             DefaultValueFactory = _ => Environment.ProcessorCount,
             HelpName = "T",
         }, 1, CommonOptions.MaxThreads);
+        var calImages = new Option<string?>("--calibration-images")
+        {
+            Description = "Calibrate on every image of this folder and evaluate on every image of --images (default: the even/odd split of --images).",
+            HelpName = "DIR",
+        };
+        var calSynsets = new Option<string?>("--calibration-synsets") { Description = "Synsets file for --calibration-images (default: --synsets).", HelpName = "FILE" };
         var rctpThresholds = new Option<string?>("--rctp-thresholds") { Description = "RCTP thresholds file from 'edgevit calibrate' instead of calibrating here.", HelpName = "FILE" };
         var simd = CommonOptions.Simd();
         var json = CommonOptions.Json();
@@ -51,7 +57,7 @@ public static class CompareCommand
         precision.Description = "Engine precision for every method and dense: fp32 (default) or int8 (RCTP is calibrated on it).";
         var command = new Command("compare", "Token-reduction methods against each other and dense at matched FLOPs budgets (accuracy, CI, latency).")
         {
-            model, images, synsets, budgets, output, methods, limit, workers, rctpThresholds, simd, json, precision,
+            model, images, synsets, budgets, output, methods, limit, workers, calImages, calSynsets, rctpThresholds, simd, json, precision,
         };
         command.SetAction(parse => Run(stdout, new CompareArgs(
             parse.GetRequiredValue(model), parse.GetRequiredValue(images), parse.GetRequiredValue(synsets),
@@ -59,6 +65,8 @@ public static class CompareCommand
             parse.GetValue(limit), parse.GetValue(workers), parse.GetValue(rctpThresholds), CommonOptions.ParseSimd(parse.GetValue(simd)), parse.GetValue(json))
         {
             Precision = new PrecisionOptions.Choice(parse.GetValue(precision), null),
+            CalibrationImages = parse.GetValue(calImages),
+            CalibrationSynsets = parse.GetValue(calSynsets),
         }));
         return command;
     }
@@ -67,6 +75,9 @@ public static class CompareCommand
         int? Limit, int Workers, string? RctpThresholds, Kernels.Simd.SimdLevel? Simd, bool Json)
     {
         public PrecisionOptions.Choice Precision { get; init; } = PrecisionOptions.Choice.Fp32;
+        /// <summary>Separate calibration folder; null = even/odd split of <see cref="Images"/>.</summary>
+        public string? CalibrationImages { get; init; }
+        public string? CalibrationSynsets { get; init; }
     }
 
     public static int Run(TextWriter stdout, CompareArgs a)
@@ -84,10 +95,16 @@ public static class CompareCommand
         Inputs.RequireFile(a.Model, "model file");
         if (a.RctpThresholds is not null) Inputs.RequireFile(a.RctpThresholds, "thresholds file");
         if (File.Exists(a.Out)) throw new InputException($"--out is a file, not a directory: {a.Out}");
-        var calibrationPaths = ImageFolder.List(a.Images, a.Limit, "even");
-        var evalPaths = ImageFolder.List(a.Images, a.Limit, "odd");
+        if (a.CalibrationSynsets is not null && a.CalibrationImages is null)
+            throw new UsageException("--calibration-synsets needs --calibration-images DIR");
+        bool separate = a.CalibrationImages is not null;
+        var calibrationPaths = separate ? ImageFolder.List(a.CalibrationImages!, a.Limit, "all") : ImageFolder.List(a.Images, a.Limit, "even");
+        var evalPaths = ImageFolder.List(a.Images, a.Limit, separate ? "all" : "odd");
         var synsetTable = SynsetTable.Load(a.Synsets);
-        var calibrationLabels = calibrationPaths.Select(p => ImageLabels.ClassOf(p, synsetTable)).ToArray();
+        var calibrationSynsets = a.CalibrationSynsets is null ? synsetTable : SynsetTable.Load(a.CalibrationSynsets);
+        if (calibrationSynsets.Count != synsetTable.Count)
+            throw new InputException($"{a.CalibrationSynsets} lists {calibrationSynsets.Count} classes but {a.Synsets} lists {synsetTable.Count}");
+        var calibrationLabels = calibrationPaths.Select(p => ImageLabels.ClassOf(p, calibrationSynsets)).ToArray();
         var evalLabels = evalPaths.Select(p => ImageLabels.ClassOf(p, synsetTable)).ToArray();
 
         var weights = Inputs.LoadModel(a.Model);
@@ -103,7 +120,7 @@ public static class CompareCommand
         Directory.CreateDirectory(a.Out);
 
         Log($"compare {string.Join(", ", methodNames)} and dense on {config.Describe()} at budgets {string.Join(", ", budgets.Select(b => b.ToString("0.00", CultureInfo.InvariantCulture)))}; " +
-            $"{calibrationPaths.Count} calibration (even) and {evalPaths.Count} evaluation (odd) images, {a.Workers} workers");
+            $"{calibrationPaths.Count} calibration ({(separate ? a.CalibrationImages : "even")}) and {evalPaths.Count} evaluation ({(separate ? a.Images : "odd")}) images, {a.Workers} workers");
 
         // Decode and preprocess both splits once, in parallel: no decoding inside any timed region.
         var clock = Stopwatch.StartNew();
@@ -116,6 +133,7 @@ public static class CompareCommand
         var context = new CompareContext
         {
             Weights = weights, CalibrationImages = calibration, CalibrationLabels = calibrationLabels, Budgets = budgets,
+            CalibrationSplit = separate ? Path.GetFullPath(a.CalibrationImages!) : "even",
             Workers = a.Workers, Simd = a.Simd, Precision = a.Precision.Value, RctpThresholds = rctpFile, OutDir = a.Out, Log = Log,
         };
         var instances = methodNames.Select(name => MethodCatalog.Create(name, context)).ToArray();
@@ -135,7 +153,10 @@ public static class CompareCommand
         var rows = CompareOutputs.BuildRows(dense, runs);
         string csv = Path.Combine(a.Out, "results.csv"), md = Path.Combine(a.Out, "results.md"), png = Path.Combine(a.Out, "compare.png");
         CompareOutputs.WriteCsv(csv, rows);
-        string markdown = CompareOutputs.Markdown(rows, calibration.Length, evaluation.Length);
+        string protocol = separate
+            ? $"Calibration: all {calibration.Length} images of {a.CalibrationImages}; evaluation: all {evaluation.Length} images of {a.Images}"
+            : $"Calibration: {calibration.Length} even-indexed images; evaluation: {evaluation.Length} odd-indexed images";
+        string markdown = CompareOutputs.Markdown(rows, protocol);
         File.WriteAllText(md, markdown);
         CompareOutputs.Plot(png, rows);
         double wallS = Inputs.Ms(wallStart, Stopwatch.GetTimestamp()) / 1000;

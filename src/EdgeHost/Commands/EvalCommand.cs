@@ -112,6 +112,7 @@ public static class EvalCommand
 
         var set = a.Pruning.Resolve(weights, a.Precision.Name);
         float[] thresholds = set?.Thresholds ?? [];
+        var rule = set?.Rule ?? EdgeViT.Kernels.Reduction.ThresholdRule.Raw;
         var tokensKept = new double[config.Depth];
         using var engine = new VitEngine(weights, a.Precision.Engine(a.Threads, a.Simd, a.OnnxRuntime is null ? a.Precision.Load(weights) : null));
         using var ort = a.OnnxRuntime is null ? null : new Baselines.OnnxRuntimeRunner(a.OnnxRuntime, a.Threads);
@@ -144,7 +145,7 @@ public static class EvalCommand
                 }
                 else
                 {
-                    var stats = engine.Infer(item.Chw, logits, thresholds);
+                    var stats = engine.Infer(item.Chw, logits, thresholds, rule);
                     inferMs[i] = Inputs.Ms(t0, Stopwatch.GetTimestamp());
                     gflopsSum += stats.GFlops;
                     for (int l = 0; l < config.Depth; l++) tokensKept[l] += stats.TokensPerBlock[l];

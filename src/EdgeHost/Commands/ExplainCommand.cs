@@ -45,7 +45,7 @@ public static class ExplainCommand
         Inputs.LoadImage(imagePath, preprocessor, chw);
         using var engine = new VitEngine(weights, new EngineOptions(1));
         var logits = new float[c.Classes];
-        var stats = engine.Infer(chw, logits, set.Thresholds);
+        var stats = engine.Infer(chw, logits, set.Thresholds, set.Rule);
         int top = Ranking.ArgMax(logits);
 
         // Kept ids are token indices (prefix first); patches are the ids past the prefix.

@@ -65,6 +65,7 @@ public static class PredictCommand
 
         var set = a.Pruning.Resolve(weights, a.Precision.Name);
         float[] thresholds = set?.Thresholds ?? [];
+        var rule = set?.Rule ?? EdgeViT.Kernels.Reduction.ThresholdRule.Raw;
         var preprocessor = new ImagePreprocessor(Inputs.PreprocessFor(config));
         using var engine = new VitEngine(weights, a.Precision.Engine(a.Threads, a.Simd, a.Precision.Load(weights)));
         var chw = new float[preprocessor.OutputLength];
@@ -78,7 +79,7 @@ public static class PredictCommand
         {
             Inputs.LoadImage(image, preprocessor, chw);
             long t0 = Stopwatch.GetTimestamp();
-            var stats = engine.Infer(chw, logits, thresholds);
+            var stats = engine.Infer(chw, logits, thresholds, rule);
             double ms = Inputs.Ms(t0, Stopwatch.GetTimestamp());
             Ranking.Softmax(logits, probs);
             int n = Ranking.TopK(logits, best);

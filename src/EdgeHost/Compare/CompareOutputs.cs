@@ -66,10 +66,11 @@ public static class CompareOutputs
     }
 
     /// <summary>The Markdown table and, per budget, which method leads on accuracy and which on latency.</summary>
-    public static string Markdown(IReadOnlyList<CompareRow> rows, int calibrationImages, int evalImages)
+    /// <param name="protocol">Which images calibrated and which evaluated, e.g. "Calibration: 500 even-indexed images; evaluation: 500 odd-indexed images".</param>
+    public static string Markdown(IReadOnlyList<CompareRow> rows, string protocol)
     {
         var sb = new StringBuilder();
-        sb.AppendLine($"Calibration: {calibrationImages} even-indexed images; evaluation: {evalImages} odd-indexed images, one single-threaded round-robin pass.");
+        sb.AppendLine($"{protocol}, one single-threaded round-robin pass.");
         sb.AppendLine();
         sb.AppendLine("| method | budget | setting | match | GFLOPs | of dense | overhead MFLOPs | top-1 % | top-5 % | ms median | Δ top-1 pp [95 % CI] | McNemar p |");
         sb.AppendLine("|---|---:|---|---|---:|---:|---:|---:|---:|---:|---|---:|");

@@ -12,10 +12,12 @@ public sealed class CompareContext
 {
     public required VitWeights Weights { get; init; }
     public VitConfig Config => Weights.Config;
-    /// <summary>Calibration split (even-indexed images), preprocessed [3, H, W] each.</summary>
+    /// <summary>Calibration images (the even-indexed ones, or a separate folder), preprocessed [3, H, W] each.</summary>
     public required IReadOnlyList<float[]> CalibrationImages { get; init; }
     /// <summary>Class of each calibration image (from its file name).</summary>
     public required IReadOnlyList<int> CalibrationLabels { get; init; }
+    /// <summary>Where the calibration images came from, for the thresholds file ("even" or a folder).</summary>
+    public string CalibrationSplit { get; init; } = "even";
     /// <summary>Budgets the comparison will ask for (fractions of dense FLOPs).</summary>
     public required IReadOnlyList<double> Budgets { get; init; }
     /// <summary>Worker threads a method may use to learn or calibrate (each with its own single-threaded engine).</summary>
@@ -104,7 +106,7 @@ public static class MethodCatalog
         var grid = RctpGrid(c.Budgets);
         c.Log($"rctp: calibrating on {c.CalibrationImages.Count} images, {grid.Length} budgets ({string.Join(",", grid.Select(g => g.ToString("0.00")))}), {c.Workers} workers");
         var clock = Stopwatch.StartNew();
-        var describe = new Dictionary<string, string> { ["split"] = "even", ["labels"] = "synsets", ["budgets"] = string.Join(",", grid), ["by"] = "edgevit compare" };
+        var describe = new Dictionary<string, string> { ["split"] = c.CalibrationSplit, ["labels"] = "synsets", ["budgets"] = string.Join(",", grid), ["by"] = "edgevit compare" };
         var report = Calibrator.Run(c.Weights, c.CalibrationImages.Count, (i, chw) => c.CalibrationImages[i].CopyTo(chw), c.CalibrationLabels,
             grid, new CalibrationOptions(Workers: c.Workers, Simd: c.Simd) { Precision = c.Precision }, describe, line => c.Log("rctp: " + line));
         string path = Path.Combine(c.OutDir, "rctp-thresholds.json");

@@ -220,7 +220,7 @@ public sealed class Classifier : IDisposable
         var set = _budget.Current; // read once: a swap lands between frames
         ForwardStats stats;
         using (Span(EdgeVitMetrics.Stages.Infer))
-            stats = _engine.Infer(_chw, _logits, set.Thresholds);
+            stats = _engine.Infer(_chw, _logits, set.Thresholds, set.Rule);
         Ranking.Softmax(_logits, _probs);
         int n = Ranking.TopK(_logits, _top);
         long t3 = Stopwatch.GetTimestamp();

@@ -8,6 +8,8 @@ namespace EdgeViT.Host.Service;
 /// </summary>
 public sealed record ActiveSet(int Index, double Budget, double GFlops, float[] Thresholds)
 {
+    /// <summary>The file's threshold rule (what thresholds compare with, fused token or not).</summary>
+    public EdgeViT.Kernels.Reduction.ThresholdRule Rule { get; init; }
     public bool IsDense => Thresholds.Length == 0;
     public override string ToString() => IsDense ? $"dense ({GFlops:0.###} GFLOPs)" : $"budget {Budget:0.###} ({GFlops:0.###} GFLOPs)";
 }
@@ -48,7 +50,7 @@ public sealed class ThresholdCatalog
             .OrderBy(x => x.g).ThenBy(x => x.s.Budget)
             .Select(x => (x.s.Budget, x.g, x.s.Thresholds))
             .Append((1.0, dense, Array.Empty<float>()))
-            .Select((x, i) => new ActiveSet(i, x.Item1, x.Item2, x.Item3))
+            .Select((x, i) => new ActiveSet(i, x.Item1, x.Item2, x.Item3) { Rule = file.Rule })
             .ToArray();
         return new ThresholdCatalog(sets, dense, hasThresholds: true, file.Source);
     }

@@ -97,10 +97,12 @@ public sealed unsafe partial class VitEngine
 
     /// <summary>
     /// Forward pass with threshold pruning: after block l's attention, a non-prefix token survives iff its
-    /// class-attention score (CLS row of the attention, averaged over heads) is above thresholds[l].
-    /// Survivors are compacted in order; dropped tokens stay dropped. Empty thresholds = dense.
+    /// class-attention score (CLS row of the attention, averaged over heads) is above thresholds[l]
+    /// (in the units of <paramref name="rule"/>). Survivors are compacted in order; dropped tokens stay dropped,
+    /// or with <see cref="ThresholdRule.FuseDropped"/> live on as one fused token under proportional attention.
+    /// Empty thresholds = dense.
     /// </summary>
-    public ForwardStats Infer(ReadOnlySpan<float> imageChw, Span<float> logits, ReadOnlySpan<float> thresholds)
+    public ForwardStats Infer(ReadOnlySpan<float> imageChw, Span<float> logits, ReadOnlySpan<float> thresholds, ThresholdRule rule = default)
     {
         var c = Config;
         CheckShapes(imageChw, logits);
@@ -113,10 +115,10 @@ public sealed unsafe partial class VitEngine
             for (int l = 0; l < c.Depth; l++)
             {
                 Observer?.BlockInput(l, _ws.X, n);
-                AttentionStage(l, n);
+                AttentionStage(l, n, proportional: rule.FuseDropped && !thresholds.IsEmpty);
                 Observer?.AfterAttention(l, _ws.X, _ws.ClassScore, n);
                 float tau = thresholds.IsEmpty ? float.NegativeInfinity : thresholds[l];
-                n = MlpStage(l, n, tau);
+                n = MlpStage(l, n, tau, rule);
             }
             Observer?.BlockInput(c.Depth, _ws.X, n); // the final residual stream, as a virtual block L
             FinishImage(logits);
@@ -211,13 +213,13 @@ public sealed unsafe partial class VitEngine
     }
 
     /// <summary>Prunes on the class scores at threshold tau (-inf or NaN: none), then x += MLP(LN2(x)); returns the new count.</summary>
-    internal int MlpStage(int l, int n, float tau)
+    internal int MlpStage(int l, int n, float tau, ThresholdRule rule = default)
     {
         var blk = _blocks[l];
         var c = Config;
         int d = c.EmbedDim;
         long t = Mark();
-        if (!float.IsNegativeInfinity(tau) && !float.IsNaN(tau)) n = PruneTokens(n, tau);
+        if (!float.IsNegativeInfinity(tau) && !float.IsNaN(tau)) n = PruneTokens(n, tau, rule);
         LastStats.TokensPerBlock[l] = n;
         new ReadOnlySpan<int>(_ws.TokenIds, n).CopyTo(LastStats.KeptTokenIds.AsSpan(l * c.Tokens, n));
         Lap(ForwardStage.Reduce, ref t);
@@ -253,18 +255,22 @@ public sealed unsafe partial class VitEngine
     internal float* ClassScores => _ws.ClassScore;
 
     /// <summary>Saves or restores the residual stream and token ids of the image in flight (n rows).</summary>
-    internal void SaveState(int n, Span<float> x, Span<int> ids)
+    internal void SaveState(int n, Span<float> x, Span<int> ids, Span<float> sizes = default)
     {
         new ReadOnlySpan<float>(_ws.X, n * Config.EmbedDim).CopyTo(x);
         new ReadOnlySpan<int>(_ws.TokenIds, n).CopyTo(ids);
+        if (!sizes.IsEmpty) new ReadOnlySpan<float>(_ws.Sizes, n).CopyTo(sizes);
     }
 
     internal void LoadClassScores(ReadOnlySpan<float> scores) => scores.CopyTo(new Span<float>(_ws.ClassScore, scores.Length));
 
-    internal void LoadState(int n, ReadOnlySpan<float> x, ReadOnlySpan<int> ids)
+    /// <summary>Restores a saved state; without sizes every token is one patch.</summary>
+    internal void LoadState(int n, ReadOnlySpan<float> x, ReadOnlySpan<int> ids, ReadOnlySpan<float> sizes = default)
     {
         x[..(n * Config.EmbedDim)].CopyTo(new Span<float>(_ws.X, n * Config.EmbedDim));
         ids[..n].CopyTo(new Span<int>(_ws.TokenIds, n));
+        if (sizes.IsEmpty) new Span<float>(_ws.Sizes, n).Fill(1f);
+        else sizes[..n].CopyTo(new Span<float>(_ws.Sizes, n));
     }
 
     /// <summary>Patch embedding (im2col + GEMM onto the position embedding) and the prefix tokens.</summary>
@@ -340,10 +346,10 @@ public sealed unsafe partial class VitEngine
     }
 
     /// <summary>RCTP's threshold rule on the n tokens in flight (the same compaction a reducer uses).</summary>
-    private int PruneTokens(int n, float threshold)
+    private int PruneTokens(int n, float threshold, ThresholdRule rule)
     {
         _reduction.Count = n;
-        return _reduction.KeepAbove(threshold);
+        return _reduction.KeepAbove(threshold, rule);
     }
 
     public void Dispose()

@@ -1,4 +1,5 @@
 using EdgeViT.Kernels.Model;
+using EdgeViT.Kernels.Reduction;
 
 namespace EdgeViT.Kernels.Rctp;
 
@@ -7,9 +8,10 @@ namespace EdgeViT.Kernels.Rctp;
 /// Fisher is normalised per block (its scale falls off exponentially with depth) so that each block's
 /// Fisher over D sums to 1. Per block, tokens are sorted by class attention, which gives the two curves
 /// the planner needs: the score quantile (threshold for dropping the lowest fraction q of tokens) and the
-/// cumulative Fisher lost by dropping that fraction.
+/// cumulative Fisher lost by dropping that fraction. With <see cref="ScoreScale.RelativeToMean"/> each image's
+/// scores of a block are first divided by their mean over its patches, as the runtime rule does.
 /// </summary>
-public sealed class CalibrationStatistics
+public sealed unsafe class CalibrationStatistics
 {
     private readonly float[][] _sortedScores;   // [block][token over D], ascending class attention
     private readonly double[][] _fisherPrefix;  // [block][i] = normalised Fisher of the i lowest-score tokens
@@ -20,7 +22,7 @@ public sealed class CalibrationStatistics
     /// <summary>Mean raw (unnormalised) token Fisher per block: shows the fall-off normalisation removes.</summary>
     public double[] RawFisherMean { get; }
 
-    public CalibrationStatistics(VitConfig config, IReadOnlyList<TokenStatistics> images)
+    public CalibrationStatistics(VitConfig config, IReadOnlyList<TokenStatistics> images, ScoreScale scale = ScoreScale.Raw)
     {
         if (images.Count == 0) throw new ArgumentException("calibration needs at least one image");
         Config = config;
@@ -35,12 +37,17 @@ public sealed class CalibrationStatistics
         {
             double sum = 0;
             for (int i = 0; i < Images; i++)
+            {
+                float unit = 1f;
+                if (scale == ScoreScale.RelativeToMean)
+                    fixed (float* row = &images[i].Scores[l * p]) unit = TokenReductionContext.MeanPatchScore(row, 0, p);
                 for (int t = 0; t < p; t++)
                 {
-                    scores[i * p + t] = images[i].Scores[l * p + t];
+                    scores[i * p + t] = images[i].Scores[l * p + t] / unit;
                     fisher[i * p + t] = images[i].Fisher[l * p + t];
                     sum += images[i].Fisher[l * p + t];
                 }
+            }
             RawFisherMean[l] = sum / total;
             var order = Enumerable.Range(0, total).ToArray();
             var keys = (float[])scores.Clone();

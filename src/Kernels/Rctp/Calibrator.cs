@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using EdgeViT.Kernels.Model;
+using EdgeViT.Kernels.Reduction;
 
 namespace EdgeViT.Kernels.Rctp;
 
@@ -7,6 +8,8 @@ public sealed record CalibrationOptions(int Candidates = 40, FisherSite FisherSi
 {
     /// <summary>The engine the thresholds are fitted on (the Fisher probe's backward pass is fp32 either way).</summary>
     public Engine.Precision Precision { get; init; } = Engine.Precision.Fp32;
+    /// <summary>What thresholds are compared with at run time (and so what calibration ranks tokens by).</summary>
+    public ThresholdRule Rule { get; init; } = ThresholdRule.Raw;
 }
 
 /// <summary>Where calibration spent its time, for the report.</summary>
@@ -29,7 +32,7 @@ public static class Calibrator
         var c = weights.Config;
         int workers = Math.Max(1, options.Workers);
         var stats = new TokenStatistics[images];
-        using var fitter = new ThresholdFitter(weights, workers, images, options.Simd, options.Precision);
+        using var fitter = new ThresholdFitter(weights, workers, images, options.Simd, options.Precision, options.Rule);
 
         var clock = Stopwatch.StartNew();
         FisherProbe.MeasureAll(weights, images, loadImage, labels, workers, options.Simd, options.FisherSite, (w, i, input, s) =>
@@ -40,21 +43,25 @@ public static class Calibrator
         var probeTime = clock.Elapsed;
 
         clock.Restart();
-        var pooled = new CalibrationStatistics(c, stats);
-        var model = new RctpCostModel(pooled, options.Candidates, options.KeepBins, options.FlopsUnits);
+        var pooled = new CalibrationStatistics(c, stats, options.Rule.Scale);
+        var model = new RctpCostModel(pooled, options.Candidates, options.KeepBins, options.FlopsUnits, options.Rule.FuseDropped);
         var plans = ThresholdPlanner.Plan(model, budgets);
         var planTime = clock.Elapsed;
+        progress?.Invoke($"plan: {budgets.Count} budgets planned in {planTime.TotalSeconds:F1} s; fitting on {images} images");
 
         clock.Restart();
         var sets = new List<ThresholdSet>();
         var flops = new FlopsModel(c);
-        foreach (var plan in plans)
+        foreach (var plan in plans.Where(p => p.FlopsUnits < 0))
+            progress?.Invoke($"budget {plan.Budget:0.###}: below what the candidates can reach, skipped");
+        var reachable = plans.Where(p => p.FlopsUnits >= 0).ToArray();
+        var keeps = reachable.Select(p => (IReadOnlyList<double>)p.KeepBin.Select(k => (double)k / model.KeepBins).ToArray()).ToArray();
+        var fits = fitter.RealizeAll(keeps, progress);
+        for (int j = 0; j < reachable.Length; j++)
         {
-            if (plan.FlopsUnits < 0) { progress?.Invoke($"budget {plan.Budget:0.###}: below what the candidates can reach, skipped"); continue; }
-            var keep = plan.KeepBin.Select(k => (double)k / model.KeepBins).ToArray();
-            var fit = fitter.Realize(keep);
-            sets.Add(new ThresholdSet(plan.Budget, fit.Thresholds, keep, model.PredictedFlops(plan) / 1e9, fit.MeasuredFlops / 1e9, plan.FisherLoss, fit.MeanTokensPerBlock));
-            progress?.Invoke($"budget {plan.Budget:0.00}: predicted {model.PredictedFlops(plan) / 1e9:F3} GFLOPs, measured {fit.MeasuredFlops / 1e9:F3}, Fisher loss {plan.FisherLoss:F4}");
+            var (plan, fit) = (reachable[j], fits[j]);
+            sets.Add(new ThresholdSet(plan.Budget, fit.Thresholds, [.. keeps[j]], model.PredictedFlops(plan) / 1e9, fit.MeasuredFlops / 1e9, plan.FisherLoss, fit.MeanTokensPerBlock)
+            { Rule = options.Rule, FlopsSpread = fit.FlopsSpread });
         }
         var fitTime = clock.Elapsed;
 
@@ -65,6 +72,7 @@ public static class Calibrator
             ["flops_units"] = options.FlopsUnits.ToString(),
             ["fisher_normalisation"] = "per block, sum over D = 1",
             ["fitted_on"] = options.Precision == Engine.Precision.Int8 ? "int8 engine (Fisher probe fp32)" : "fp32 engine",
+            ["rule"] = options.Rule.ToString(),
             ["fisher_site"] = options.FisherSite == FisherSite.TokenState ? "token state after attention" : "MSA output",
         };
         var file = new ThresholdFile
@@ -77,6 +85,7 @@ public static class Calibrator
             CalibrationOptions = opts,
             Sets = sets,
             Precision = options.Precision == Engine.Precision.Int8 ? "int8" : "fp32",
+            Rule = options.Rule,
         };
         return new CalibrationReport(file, pooled.Candidates(options.Candidates), pooled, probeTime, planTime, fitTime);
     }

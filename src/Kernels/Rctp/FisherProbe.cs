@@ -97,6 +97,7 @@ public sealed unsafe class FisherProbe : IDisposable, VitEngine.IForwardObserver
         var c = weights.Config;
         workers = Math.Max(1, Math.Min(workers, Math.Max(1, images)));
         int done = 0;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         var probes = Enumerable.Range(0, workers).Select(_ => new FisherProbe(weights, level, site)).ToArray();
         try
         {
@@ -110,7 +111,11 @@ public sealed unsafe class FisherProbe : IDisposable, VitEngine.IForwardObserver
                     probes[w].Measure(input, labels[i], stats);
                     onImage(w, i, input, stats);
                     int k = Interlocked.Increment(ref done);
-                    if (k % 50 == 0 || k == images) progress?.Invoke($"{progressPrefix}probed {k}/{images} images");
+                    if (k % 50 == 0 || k == images)
+                    {
+                        double s = clock.Elapsed.TotalSeconds;
+                        progress?.Invoke($"{progressPrefix}probe: {k}/{images} images, {s:F0} s elapsed, ETA {s / k * (images - k):F0} s");
+                    }
                 }
             });
         }

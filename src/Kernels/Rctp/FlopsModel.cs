@@ -7,9 +7,11 @@ namespace EdgeViT.Kernels.Rctp;
 /// a block that takes n tokens into attention and keeps n' for its MLP costs 4nd^2 + 2n^2 d + 2n'd*mlp
 /// (with mlp = 4d and n' = n this is RCTP's phi_BLK(n,d) = 12nd^2 + 2n^2 d).
 /// </summary>
-public sealed class FlopsModel(VitConfig c)
+/// <param name="fusedToken">RCTP fuses dropped tokens into one extra token: once anything is dropped, every block carries one more token.</param>
+public sealed class FlopsModel(VitConfig c, bool fusedToken = false)
 {
     public VitConfig Config { get; } = c;
+    public bool FusedToken { get; } = fusedToken;
 
     public double Attention(double n) => 4.0 * n * c.EmbedDim * c.EmbedDim + 2.0 * n * n * c.EmbedDim;
     public double Mlp(double n) => 2.0 * n * c.EmbedDim * c.MlpDim;
@@ -20,8 +22,8 @@ public sealed class FlopsModel(VitConfig c)
 
     public double Dense => Fixed + c.Depth * Block(c.Tokens, c.Tokens);
 
-    /// <summary>Tokens (prefix included) when a fraction <paramref name="keep"/> of the patch tokens is alive.</summary>
-    public double Tokens(double keep) => c.PrefixTokens + keep * c.Patches;
+    /// <summary>Tokens (prefix and a fused token included) when a fraction <paramref name="keep"/> of the patch tokens is alive.</summary>
+    public double Tokens(double keep) => c.PrefixTokens + keep * c.Patches + (fusedToken && keep < 1 ? 1 : 0);
 
     /// <summary>Total multiply-adds for tokens-after-pruning per block (prefix included).</summary>
     public double Total(IReadOnlyList<double> tokensAfterBlock)

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using EdgeViT.Kernels.Model;
+using EdgeViT.Kernels.Reduction;
 
 namespace EdgeViT.Kernels.Rctp;
 
@@ -14,17 +15,26 @@ public sealed record ThresholdSet(
     double PredictedGFlops,
     double MeasuredGFlops,
     double FisherLoss,
-    double[] MeanTokensPerBlock);
+    double[] MeanTokensPerBlock)
+{
+    /// <summary>What the thresholds are compared with and what happens to dropped tokens (the file's rule, copied onto every set).</summary>
+    public ThresholdRule Rule { get; init; } = ThresholdRule.Raw;
+    /// <summary>Coefficient of variation of per-image FLOPs on the calibration images (NaN when not recorded).</summary>
+    public double FlopsSpread { get; init; } = double.NaN;
+}
 
 /// <summary>
 /// The calibration result: versioned JSON bound to one model by the SHA-256 fingerprint of its weights,
-/// holding a threshold set per budget on the grid.
+/// holding a threshold set per budget on the grid. Version 2 adds "rule": what a threshold is compared with
+/// (raw class attention, or class attention relative to its per-image mean) and whether dropped tokens are fused
+/// into one; version 1 files are raw without fusing and still load.
 /// </summary>
 public sealed class ThresholdFile
 {
     public const string Format = "edgevit-rctp-thresholds";
-    /// <summary>2 adds "precision" (the engine the thresholds were fitted on); version-1 files load as fp32.</summary>
+    /// <summary>2 adds "precision" (the engine the thresholds were fitted on) and "rule" (what a threshold is compared with); version-1 files load as fp32, raw.</summary>
     public const int Version = 2;
+    private const string RawName = "raw", RelativeName = "relative_to_mean";
 
     public required string ModelFingerprint { get; init; }
     public required string ModelDescription { get; init; }
@@ -37,6 +47,8 @@ public sealed class ThresholdFile
     public string Source { get; init; } = "";
     /// <summary>The engine arithmetic the thresholds were fitted on ("fp32" or "int8"): pruning sees that engine's attention.</summary>
     public string Precision { get; init; } = "fp32";
+    /// <summary>The threshold rule of every set in the file.</summary>
+    public ThresholdRule Rule { get; init; } = ThresholdRule.Raw;
 
     public double MinBudget => Sets.Min(s => s.Budget);
     public double MaxBudget => Sets.Max(s => s.Budget);
@@ -80,6 +92,7 @@ public sealed class ThresholdFile
             ["format"] = Format,
             ["version"] = Version,
             ["precision"] = Precision,
+            ["rule"] = new JsonObject { ["score"] = Rule.Scale == ScoreScale.RelativeToMean ? RelativeName : RawName, ["fused_token"] = Rule.FuseDropped },
             ["model"] = new JsonObject { ["fingerprint"] = ModelFingerprint, ["description"] = ModelDescription, ["depth"] = Depth, ["dense_gflops"] = DenseGFlops },
             ["calibration"] = new JsonObject
             {
@@ -95,6 +108,7 @@ public sealed class ThresholdFile
                 ["measured_gflops"] = Math.Round(s.MeasuredGFlops, 6),
                 ["fisher_loss"] = s.FisherLoss,
                 ["mean_tokens_per_block"] = new JsonArray(s.MeanTokensPerBlock.Select(k => (JsonNode)Math.Round(k, 3)).ToArray()),
+                ["flops_cv"] = double.IsFinite(s.FlopsSpread) ? Math.Round(s.FlopsSpread, 5) : null,
             }).ToArray()),
         };
         File.WriteAllText(path, root.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
@@ -111,9 +125,19 @@ public sealed class ThresholdFile
         {
             if ((string?)root["format"] != Format) throw new ModelFormatException($"{file}: not an EdgeViT thresholds file (format must be '{Format}')");
             int version = (int?)root["version"] ?? -1;
-            if (version is not (1 or Version)) throw new ModelFormatException($"{file}: thresholds format version {version} is not supported (expected 1 or {Version})");
-            string precision = version == 1 ? "fp32" : (string?)root["precision"] ?? throw new ModelFormatException($"{file}: missing 'precision'");
+            if (version is < 1 or > Version)
+                throw new ModelFormatException($"{file}: thresholds format version {version} is not supported (this build reads versions 1..{Version}; recalibrate with 'edgevit calibrate')");
+            // A version-2 file without "precision" was written before int8 existed: fp32.
+            string precision = version == 1 ? "fp32" : (string?)root["precision"] ?? "fp32";
             if (precision is not ("fp32" or "int8")) throw new ModelFormatException($"{file}: unknown precision '{precision}' (fp32 or int8)");
+            var rule = ThresholdRule.Raw;
+            if (version >= 2)
+                rule = new ThresholdRule((string?)root["rule"]?["score"] switch
+                {
+                    RawName => ScoreScale.Raw,
+                    RelativeName => ScoreScale.RelativeToMean,
+                    var other => throw new ModelFormatException($"{file}: unknown rule.score '{other}' (expected '{RawName}' or '{RelativeName}')"),
+                }, (bool?)root["rule"]?["fused_token"] ?? false);
             var model = root["model"] ?? throw new ModelFormatException($"{file}: missing 'model'");
             int depth = (int?)model["depth"] ?? throw new ModelFormatException($"{file}: missing model.depth");
             var sets = new List<ThresholdSet>();
@@ -127,7 +151,8 @@ public sealed class ThresholdFile
                 if (th.Any(float.IsNaN)) throw new ModelFormatException($"{file}: set {budget} has a NaN threshold");
                 sets.Add(new ThresholdSet(budget, th,
                     Doubles(s["keep_fraction"]), (double?)s["predicted_gflops"] ?? double.NaN, (double?)s["measured_gflops"] ?? double.NaN,
-                    (double?)s["fisher_loss"] ?? double.NaN, Doubles(s["mean_tokens_per_block"])));
+                    (double?)s["fisher_loss"] ?? double.NaN, Doubles(s["mean_tokens_per_block"]))
+                { Rule = rule, FlopsSpread = (double?)s["flops_cv"] ?? double.NaN });
             }
             if (sets.Count == 0) throw new ModelFormatException($"{file}: no threshold sets");
             var options = root["calibration"]?["options"]?.AsObject().ToDictionary(kv => kv.Key, kv => kv.Value?.ToString() ?? "") ?? [];
@@ -142,6 +167,7 @@ public sealed class ThresholdFile
                 Sets = sets.OrderBy(s => s.Budget).ToArray(),
                 Source = path,
                 Precision = precision,
+                Rule = rule,
             };
         }
         catch (Exception e) when (e is InvalidOperationException or FormatException or JsonException or InvalidCastException)

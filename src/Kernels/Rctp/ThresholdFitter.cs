@@ -1,14 +1,20 @@
+using System.Diagnostics;
 using EdgeViT.Kernels.Engine;
 using EdgeViT.Kernels.Model;
+using EdgeViT.Kernels.Reduction;
 
 namespace EdgeViT.Kernels.Rctp;
 
 /// <summary>
-/// Turns a plan (how many patch tokens each block should keep on D) into thresholds on the real pruned
+/// Turns plans (how many patch tokens each block should keep on D) into thresholds on the real pruned
 /// model. Every calibration image is advanced through block l's attention; block l's threshold is then the
 /// class-attention value that keeps exactly the planned number of tokens over D; the images are pruned
 /// with it and advanced through the MLP, and so on. So the thresholds see what pruning really does to
 /// later blocks (fewer tokens, renormalised attention), and the FLOPs of the pass are the measured FLOPs.
+///
+/// Plans that agree on blocks 0..l-1 have the same state entering block l, so <see cref="RealizeAll"/> walks
+/// the plans as a trie of keep-count prefixes: each distinct prefix is advanced once over all images, and its
+/// state is copied only where plans part ways (depth first, so at most one copy per branching level is held).
 /// </summary>
 public sealed unsafe class ThresholdFitter : IDisposable
 {
@@ -17,9 +23,10 @@ public sealed unsafe class ThresholdFitter : IDisposable
     private readonly float[][] _embedded; // per image: residual stream after patch embedding [Tokens x D]
 
     /// <summary>One single-threaded engine per worker (fp32, or int8: the thresholds see that engine's attention); images are split between them.</summary>
-    public ThresholdFitter(VitWeights weights, int workers, int images, Simd.SimdLevel? level = null, Precision precision = Precision.Fp32)
+    public ThresholdFitter(VitWeights weights, int workers, int images, Simd.SimdLevel? level = null, Precision precision = Precision.Fp32, ThresholdRule rule = default)
     {
         _c = weights.Config;
+        Rule = rule;
         var quantized = precision == Precision.Int8 ? Quant.QuantizedWeights.Quantize(weights) : null;
         _engines = Enumerable.Range(0, Math.Max(1, workers))
             .Select(_ => new VitEngine(weights, new EngineOptions(1, level) { Precision = precision, Quantized = quantized })).ToArray();
@@ -27,6 +34,7 @@ public sealed unsafe class ThresholdFitter : IDisposable
     }
 
     public int Images => _embedded.Length;
+    public ThresholdRule Rule { get; }
 
     /// <summary>Embeds image i (thread-safe for distinct workers).</summary>
     public void AddImage(int worker, int index, ReadOnlySpan<float> imageChw)
@@ -38,64 +46,169 @@ public sealed unsafe class ThresholdFitter : IDisposable
         _embedded[index] = x;
     }
 
-    public sealed record Fit(float[] Thresholds, double MeasuredFlops, double[] MeanTokensPerBlock);
+    /// <param name="FlopsSpread">Coefficient of variation of the per-image FLOPs over D: how unevenly one threshold set prunes different images.</param>
+    public sealed record Fit(float[] Thresholds, double MeasuredFlops, double[] MeanTokensPerBlock, double FlopsSpread);
 
     /// <summary>Fits thresholds so that after block l the mean patch tokens alive are keepFraction[l] of all.</summary>
-    public Fit Realize(IReadOnlyList<double> keepFraction)
+    public Fit Realize(IReadOnlyList<double> keepFraction) => RealizeAll([keepFraction])[0];
+
+    /// <summary>
+    /// Per-image state of one trie node: residual rows (one native block, freed as soon as the node is done, so
+    /// the peak memory is the states on the current trie path), token ids, token count, FLOPs so far.
+    /// </summary>
+    private sealed class State : IDisposable
     {
-        int n0 = _c.Tokens, d = _c.EmbedDim, images = Images, prefix = _c.PrefixTokens;
-        if (_embedded.Any(e => e is null)) throw new InvalidOperationException("not every calibration image was added");
-        var x = _embedded.Select(e => (float[])e.Clone()).ToArray();
-        var ids = Enumerable.Range(0, images).Select(_ => Enumerable.Range(0, n0).ToArray()).ToArray();
-        var scores = new float[images][];
-        var n = Enumerable.Repeat(n0, images).ToArray();
-        var flops = new FlopsModel(_c);
-        var perImageFlops = Enumerable.Repeat(flops.Fixed, images).ToArray();
-        var thresholds = new float[_c.Depth];
-        var meanTokens = new double[_c.Depth];
+        private readonly Simd.NativeBuffer _rows;
+        private readonly long[] _offset;
+        private readonly int _d;
+        public readonly int[][] Ids;
+        /// <summary>Patches each token stands for (only the fused token is not 1).</summary>
+        public readonly float[][] Sizes;
+        public readonly int[] N;
+        public readonly double[] Flops;
 
-        for (int l = 0; l < _c.Depth; l++)
+        public State(int d, int[] n, int[][] ids, float[][] sizes, double[] flops)
         {
-            int block = l;
-            ForEachImage((engine, i) =>
-            {
-                engine.LoadState(n[i], x[i], ids[i]);
-                engine.AttentionStage(block, n[i]);
-                engine.SaveState(n[i], x[i], ids[i]);
-                scores[i] = new ReadOnlySpan<float>(engine.ClassScores, n[i]).ToArray();
-                perImageFlops[i] += flops.Attention(n[i]);
-            });
-
-            long alive = n.Sum(v => (long)(v - prefix));
-            long target = (long)Math.Round(Math.Clamp(keepFraction[l], 0, 1) * _c.Patches * images);
-            thresholds[l] = target >= alive ? float.NegativeInfinity : KeepTopThreshold(scores, n, prefix, target);
-
-            float tau = thresholds[l];
-            ForEachImage((engine, i) =>
-            {
-                engine.LoadState(n[i], x[i], ids[i]);
-                engine.LoadClassScores(scores[i]);
-                int kept = engine.MlpStage(block, n[i], tau);
-                engine.SaveState(kept, x[i], ids[i]);
-                perImageFlops[i] += flops.Mlp(kept);
-                n[i] = kept;
-            });
-            meanTokens[l] = n.Average();
+            _d = d; N = n; Ids = ids; Sizes = sizes; Flops = flops;
+            _offset = new long[n.Length + 1];
+            for (int i = 0; i < n.Length; i++) _offset[i + 1] = _offset[i] + (long)n[i] * d;
+            _rows = new Simd.NativeBuffer(_offset[^1]);
         }
-        return new Fit(thresholds, perImageFlops.Average(), meanTokens);
+
+        /// <summary>Image i's rows (room for as many tokens as it had when this state was made).</summary>
+        public Span<float> X(int i) => new(_rows.Pointer + _offset[i], checked((int)(_offset[i + 1] - _offset[i])));
+
+        public State Clone()
+        {
+            var copy = new State(_d, (int[])N.Clone(), Ids.Select((ids, i) => ids.AsSpan(0, N[i]).ToArray()).ToArray(),
+                Sizes.Select((s, i) => s.AsSpan(0, N[i]).ToArray()).ToArray(), (double[])Flops.Clone());
+            for (int i = 0; i < N.Length; i++) X(i)[..(N[i] * _d)].CopyTo(copy.X(i));
+            return copy;
+        }
+
+        public void Dispose() => _rows.Dispose();
     }
 
-    /// <summary>The value strictly below which all but the top <paramref name="keep"/> patch scores fall.</summary>
-    private static float KeepTopThreshold(float[][] scores, int[] n, int prefix, long keep)
+    /// <summary>
+    /// Fits every plan (keep fractions per block), sharing the forward work of common prefixes. Progress lines
+    /// (stage, images, plans, ETA) go to <paramref name="progress"/> at most every 2 s.
+    /// </summary>
+    public IReadOnlyList<Fit> RealizeAll(IReadOnlyList<IReadOnlyList<double>> keepFractions, Action<string>? progress = null)
     {
-        var all = new List<float>();
+        int images = Images, depth = _c.Depth;
+        if (_embedded.Any(e => e is null)) throw new InvalidOperationException("not every calibration image was added");
+        if (keepFractions.Any(k => k.Count != depth)) throw new ArgumentException($"every plan needs {depth} keep fractions");
+        int plans = keepFractions.Count;
+        var targets = keepFractions.Select(k => k.Select(f => (long)Math.Round(Math.Clamp(f, 0, 1) * _c.Patches * images)).ToArray()).ToArray();
+        var results = new Fit?[plans];
+        var thresholds = Enumerable.Range(0, plans).Select(_ => new float[depth]).ToArray();
+        var meanTokens = Enumerable.Range(0, plans).Select(_ => new double[depth]).ToArray();
+
+        // Work for the ETA: one unit per image per stage (attention per distinct prefix of length l, MLP per length l+1).
+        long totalStages = 0;
+        for (int l = 0; l < depth; l++)
+        {
+            int len = l;
+            totalStages += targets.Select(t => string.Join(",", t.Take(len))).Distinct().Count();
+            totalStages += targets.Select(t => string.Join(",", t.Take(len + 1))).Distinct().Count();
+        }
+        long doneStages = 0;
+        var clock = Stopwatch.StartNew();
+        double lastReport = -10;
+        void Stage(string what)
+        {
+            doneStages++;
+            double s = clock.Elapsed.TotalSeconds;
+            if (progress is null || (s - lastReport < 2 && doneStages < totalStages)) return;
+            lastReport = s;
+            double eta = s / doneStages * (totalStages - doneStages);
+            progress($"fit: {what}, {images} images, {plans} budgets, stage {doneStages}/{totalStages}, {s:F0} s elapsed, ETA {eta:F0} s");
+        }
+
+        var root = new State(_c.EmbedDim, Enumerable.Repeat(_c.Tokens, images).ToArray(),
+            Enumerable.Range(0, images).Select(_ => Enumerable.Range(0, _c.Tokens).ToArray()).ToArray(),
+            Enumerable.Range(0, images).Select(_ => Enumerable.Repeat(1f, _c.Tokens).ToArray()).ToArray(),
+            Enumerable.Repeat(new FlopsModel(_c).Fixed, images).ToArray());
+        for (int i = 0; i < images; i++) _embedded[i].CopyTo(root.X(i));
+        Walk(0, Enumerable.Range(0, plans).ToArray(), root);
+        return results!;
+
+        void Walk(int l, int[] members, State state)
+        {
+            if (l == depth)
+            {
+                double measured = state.Flops.Average();
+                double sd = Math.Sqrt(state.Flops.Sum(f => (f - measured) * (f - measured)) / Math.Max(1, images - 1));
+                foreach (int p in members) results[p] = new Fit(thresholds[p], measured, meanTokens[p], sd / measured);
+                state.Dispose();
+                return;
+            }
+            var flops = new FlopsModel(_c);
+            var scores = new float[images][];
+            ForEachImage((engine, i) =>
+            {
+                engine.LoadState(state.N[i], state.X(i), state.Ids[i], state.Sizes[i]);
+                engine.AttentionStage(l, state.N[i], proportional: Rule.FuseDropped);
+                engine.SaveState(state.N[i], state.X(i), state.Ids[i], state.Sizes[i]);
+                scores[i] = new ReadOnlySpan<float>(engine.ClassScores, state.N[i]).ToArray();
+                state.Flops[i] += flops.Attention(state.N[i]);
+            });
+            Stage($"block {l} attention");
+            var sorted = SortedScores(scores, state);
+
+            // Largest subtree last: it reuses this node's state in place, the others get copies.
+            var groups = members.GroupBy(p => targets[p][l]).OrderBy(g => g.Count()).ToArray();
+            for (int g = 0; g < groups.Length; g++)
+            {
+                var next = g == groups.Length - 1 ? state : state.Clone(); // the last group takes the node's own state
+                long target = groups[g].Key;
+                float tau = target >= sorted.Length ? float.NegativeInfinity : KeepTopThreshold(sorted, target);
+                ForEachImage((engine, i) =>
+                {
+                    engine.LoadState(next.N[i], next.X(i), next.Ids[i], next.Sizes[i]);
+                    engine.LoadClassScores(scores[i]);
+                    int kept = engine.MlpStage(l, next.N[i], tau, Rule);
+                    engine.SaveState(kept, next.X(i), next.Ids[i], next.Sizes[i]);
+                    next.Flops[i] += flops.Mlp(kept);
+                    next.N[i] = kept;
+                });
+                Stage($"block {l} MLP");
+                double mean = next.N.Average();
+                foreach (int p in groups[g]) { thresholds[p][l] = tau; meanTokens[p][l] = mean; }
+                Walk(l + 1, groups[g].ToArray(), next);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Every image's patch scores on the rule's scale, pooled and sorted ascending; a fused token is not a patch
+    /// the threshold judges (<see cref="TokenReductionContext.KeepAbove"/>), so it is left out, as from the mean.
+    /// </summary>
+    private float[] SortedScores(float[][] scores, State state)
+    {
+        int prefix = _c.PrefixTokens;
+        var end = state.N.Select((n, i) => n > prefix && state.Ids[i][n - 1] == TokenReductionContext.FusedId ? n - 1 : n).ToArray();
+        var all = new float[end.Sum(v => (long)(v - prefix))];
+        int k = 0;
+        bool relative = Rule.Scale == ScoreScale.RelativeToMean;
         for (int i = 0; i < scores.Length; i++)
-            for (int t = prefix; t < n[i]; t++) all.Add(scores[i][t]);
-        all.Sort();
-        long drop = all.Count - keep; // drop the lowest 'drop' scores: keep iff score > tau
+        {
+            float unit = 1f;
+            if (relative)
+                fixed (float* s = scores[i]) unit = TokenReductionContext.MeanPatchScore(s, prefix, end[i]);
+            for (int t = prefix; t < end[i]; t++) all[k++] = relative ? scores[i][t] / unit : scores[i][t];
+        }
+        Array.Sort(all);
+        return all;
+    }
+
+    /// <summary>The value strictly below which all but the top <paramref name="keep"/> of the sorted scores fall.</summary>
+    private static float KeepTopThreshold(float[] sorted, long keep)
+    {
+        long drop = sorted.Length - keep; // drop the lowest 'drop' scores: keep iff score > tau
         if (drop <= 0) return float.NegativeInfinity;
-        if (keep <= 0) return all[^1];
-        float lo = all[(int)drop - 1], hi = all[(int)drop];
+        if (keep <= 0) return sorted[^1];
+        float lo = sorted[drop - 1], hi = sorted[drop];
         return lo == hi ? lo : lo + (hi - lo) * 0.5f;
     }
 

@@ -111,12 +111,13 @@ public sealed class RctpCostModel : IPruningCostModel
     private readonly CalibrationStatistics _stats;
     private readonly FlopsModel _flops;
 
-    public RctpCostModel(CalibrationStatistics stats, int candidates, int keepBins = 200, int flopsUnits = 4000)
+    /// <param name="fusedToken">dropped tokens live on as one extra token (its cost counted from the first drop on; its Fisher is still counted as lost).</param>
+    public RctpCostModel(CalibrationStatistics stats, int candidates, int keepBins = 200, int flopsUnits = 4000, bool fusedToken = false)
     {
         if (candidates < 2) throw new ArgumentOutOfRangeException(nameof(candidates), candidates, "need at least 2 candidates per block");
         if (keepBins < 2 || keepBins > 255) throw new ArgumentOutOfRangeException(nameof(keepBins), keepBins, "keep bins must be in 2..255");
         _stats = stats;
-        _flops = new FlopsModel(stats.Config);
+        _flops = new FlopsModel(stats.Config, fusedToken);
         Candidates = candidates;
         KeepBins = keepBins;
         FlopsUnits = flopsUnits;

@@ -1,3 +1,5 @@
+using EdgeViT.Kernels.Simd;
+
 namespace EdgeViT.Kernels.Reduction;
 
 /// <summary>
@@ -5,7 +7,7 @@ namespace EdgeViT.Kernels.Reduction;
 /// CLS); destinations are the odd rows after the prefix (row 1, or row 3 when row 1 is a distillation token). The
 /// similarity of two tokens is the cosine of their keys averaged over heads.
 /// </summary>
-internal static unsafe class BipartiteMatching
+public static unsafe class BipartiteMatching
 {
     /// <summary>metric[t * HeadDim ..] = the unit-norm mean over heads of token t's key, for t in [from, n).</summary>
     public static void HeadMeanUnitKeys(TokenReductionContext context, int from, int n, float* metric)
@@ -36,9 +38,39 @@ internal static unsafe class BipartiteMatching
     /// <summary>
     /// For every source row s = 2a (a &gt;= 1): its most similar destination row (the first maximum on ties) and that
     /// similarity, in bestDestination[a] and bestSimilarity[a] (-1 and -inf when there is no destination; index 0,
-    /// CLS, gets those too). Returns the multiply-adds spent.
+    /// CLS, gets those too). The sources x destinations similarities are one GEMM (destinations packed as the right
+    /// operand, as attention packs K^T), then a row-wise argmax. Returns the multiply-adds spent.
     /// </summary>
-    public static long BestDestinations(float* metric, int headDim, int n, int prefix, Span<float> bestSimilarity, Span<int> bestDestination)
+    public static long BestDestinations(SimdLevel level, MatchingScratch scratch, float* metric, int headDim, int n, int prefix,
+        Span<float> bestSimilarity, Span<int> bestDestination)
+    {
+        int firstDst = FirstDestination(prefix), sources = (n + 1) / 2;
+        int dests = n > firstDst ? (n - firstDst + 1) / 2 : 0;
+        bestSimilarity[0] = float.NegativeInfinity;
+        bestDestination[0] = -1;
+        if (sources <= 1) return 0;
+        if (dests == 0)
+        {
+            for (int a = 1; a < sources; a++) { bestSimilarity[a] = float.NegativeInfinity; bestDestination[a] = -1; }
+            return 0;
+        }
+        int ld = scratch.Get(level, headDim, sources - 1, dests, out float* packed, out float* sim);
+        Gemm.PackTransposed(metric + (long)firstDst * headDim, 2 * headDim, dests, headDim, Gemm.PanelWidth(level), packed);
+        Gemm.MultiplyPacked(level, metric + 2L * headDim, 2 * headDim, sources - 1, packed, null, headDim, dests, sim, ld);
+        for (int a = 1; a < sources; a++)
+        {
+            float* row = sim + (long)(a - 1) * ld;
+            float best = row[0];
+            int bestJ = 0;
+            for (int j = 1; j < dests; j++) if (row[j] > best) { best = row[j]; bestJ = j; }
+            bestSimilarity[a] = best;
+            bestDestination[a] = firstDst + 2 * bestJ;
+        }
+        return (long)(sources - 1) * dests * headDim;
+    }
+
+    /// <summary>The scalar reference of <see cref="BestDestinations(SimdLevel, MatchingScratch, float*, int, int, int, Span{float}, Span{int})"/>, dot product by dot product.</summary>
+    public static long BestDestinationsScalar(float* metric, int headDim, int n, int prefix, Span<float> bestSimilarity, Span<int> bestDestination)
     {
         int firstDst = FirstDestination(prefix), sources = (n + 1) / 2;
         bestSimilarity[0] = float.NegativeInfinity;
@@ -62,4 +94,38 @@ internal static unsafe class BipartiteMatching
         }
         return work;
     }
+}
+
+/// <summary>
+/// The packed destinations and the similarity matrix of <see cref="BipartiteMatching.BestDestinations(SimdLevel, MatchingScratch, float*, int, int, int, Span{float}, Span{int})"/>:
+/// owned by one reducer, sized on first use for the model's largest token count and reused for every block and image.
+/// </summary>
+public sealed unsafe class MatchingScratch : IDisposable
+{
+    private readonly int _maxTokens;
+    private NativeBuffer? _packed, _sim;
+    private SimdLevel _level;
+    private int _ld;
+
+    public MatchingScratch(int maxTokens) => _maxTokens = maxTokens;
+
+    /// <summary>Buffers for one matching; returns the similarity matrix's row stride.</summary>
+    public int Get(SimdLevel level, int headDim, int sources, int dests, out float* packed, out float* similarity)
+    {
+        if (_packed is null || level != _level)
+        {
+            _packed?.Dispose(); _sim?.Dispose();
+            int maxDests = (_maxTokens + 1) / 2, maxSources = (_maxTokens + 1) / 2, w = Gemm.PanelWidth(level);
+            _ld = (maxDests + w - 1) / w * w;
+            _packed = new NativeBuffer(Gemm.PackedLength(level, headDim, maxDests));
+            _sim = new NativeBuffer((long)maxSources * _ld);
+            _level = level;
+        }
+        if (sources > (_maxTokens + 1) / 2 || dests > (_maxTokens + 1) / 2) throw new ArgumentOutOfRangeException(nameof(sources), "more tokens than the scratch was sized for");
+        packed = _packed.Pointer;
+        similarity = _sim!.Pointer;
+        return _ld;
+    }
+
+    public void Dispose() { _packed?.Dispose(); _sim?.Dispose(); }
 }

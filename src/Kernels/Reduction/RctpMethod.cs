@@ -27,7 +27,7 @@ public sealed class RctpMethod : IReductionMethod
     {
         double dense = File.DenseGFlops;
         var set = File.Sets.MinBy(s => Math.Abs(Fraction(s, dense) - budget))!;
-        var reducer = new ThresholdPruning(_config, set.Thresholds, $"rctp({set.Budget:0.###})");
+        var reducer = new ThresholdPruning(_config, set.Thresholds, $"rctp({set.Budget:0.###})", set.Rule);
         return new MethodSetting(reducer, $"set {set.Budget:0.00} (calibrated {Fraction(set, dense):0.000})", measure(reducer));
     }
 

@@ -9,20 +9,22 @@ public sealed class ThresholdPruning : ITokenReducer
 {
     private readonly float[] _thresholds;
 
-    public ThresholdPruning(EdgeViT.Kernels.Model.VitConfig config, ReadOnlySpan<float> thresholds, string? name = null)
+    public ThresholdPruning(EdgeViT.Kernels.Model.VitConfig config, ReadOnlySpan<float> thresholds, string? name = null, ThresholdRule rule = default)
     {
+        Rule = rule;
         if (thresholds.Length != config.Depth) throw new ArgumentException($"{thresholds.Length} thresholds for {config.Depth} blocks");
         _thresholds = thresholds.ToArray();
         Name = name ?? "rctp";
     }
 
     public string Name { get; }
-    public ReductionNeeds Needs => ReductionNeeds.None;
+    public ThresholdRule Rule { get; }
+    public ReductionNeeds Needs => Rule.FuseDropped ? ReductionNeeds.ProportionalAttention : ReductionNeeds.None;
 
     public int Reduce(int block, TokenReductionContext context)
     {
         float tau = _thresholds[block];
         if (float.IsNaN(tau) || float.IsNegativeInfinity(tau)) return context.Count;
-        return context.KeepAbove(tau);
+        return context.KeepAbove(tau, Rule);
     }
 }

@@ -23,6 +23,7 @@ public sealed unsafe class TokenMerging : ITokenReducer
     private readonly VitConfig _c;
     private readonly int[] _r;
     private readonly float[] _metric;      // [Tokens x HeadDim] unit-norm head-averaged keys
+    private readonly MatchingScratch _matching;
     private readonly float[] _bestSim;     // per A index: similarity of its best B (-inf: may not merge)
     private readonly int[] _bestDst;       // per A index: the row of its best B
     private readonly bool[] _merged;       // per A index: merged away this block
@@ -51,6 +52,7 @@ public sealed unsafe class TokenMerging : ITokenReducer
         int n = config.Tokens, half = (n + 1) / 2;
         _metric = new float[n * config.HeadDim];
         _bestSim = new float[half];
+        _matching = new MatchingScratch(config.Tokens);
         _bestDst = new int[half];
         _merged = new bool[half];
         _selectScratch = new float[half];
@@ -81,7 +83,7 @@ public sealed unsafe class TokenMerging : ITokenReducer
         fixed (float* m = _metric)
         {
             BipartiteMatching.HeadMeanUnitKeys(context, 0, n, m);
-            BipartiteMatching.BestDestinations(m, hd, n, prefix, _bestSim, _bestDst);
+            BipartiteMatching.BestDestinations(context.Simd, _matching, m, hd, n, prefix, _bestSim, _bestDst);
         }
         // The r most similar edges (ties: the earlier A token), A 0 excluded.
         Selection.MarkTopK(_bestSim, 1, nA, r, _merged, _selectScratch);

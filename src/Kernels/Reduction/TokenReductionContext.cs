@@ -3,6 +3,23 @@ using EdgeViT.Kernels.Simd;
 
 namespace EdgeViT.Kernels.Reduction;
 
+/// <summary>What an RCTP threshold is compared with.</summary>
+public enum ScoreScale
+{
+    /// <summary>The head-averaged class attention itself (thresholds files of version 1).</summary>
+    Raw,
+    /// <summary>Class attention divided by its mean over the patch tokens still alive in this image.</summary>
+    RelativeToMean,
+}
+
+/// <summary>RCTP's threshold rule as a thresholds file states it: what the thresholds compare with, and whether dropped tokens are fused.</summary>
+public readonly record struct ThresholdRule(ScoreScale Scale = ScoreScale.Raw, bool FuseDropped = false)
+{
+    /// <summary>Version-1 files: raw class attention, dropped tokens are gone.</summary>
+    public static ThresholdRule Raw => default;
+    public override string ToString() => $"{(Scale == ScoreScale.Raw ? "raw" : "relative")} class attention{(FuseDropped ? ", dropped tokens fused" : "")}";
+}
+
 /// <summary>
 /// What a reducer sees at a block's reduction point: the residual stream after attention and what attention
 /// computed on the way. Owned by the engine and reused for every block and image (views of its workspace).
@@ -16,6 +33,7 @@ public sealed unsafe class TokenReductionContext
         Config = config;
         Simd = simd;
         X = x; Qkv = qkv; ClassScore = classScore; ClassAttentionPerHead = classAttentionPerHead; Sizes = sizes; TokenIds = tokenIds;
+        _fuseAcc = new double[2 * config.EmbedDim];
     }
 
     public VitConfig Config { get; }
@@ -73,13 +91,68 @@ public sealed unsafe class TokenReductionContext
     /// <summary>
     /// RCTP's rule: keeps the prefix and every token whose head-averaged class attention is above
     /// <paramref name="threshold"/> (a NaN score is not), compacted in order like <see cref="Compact"/>.
+    /// With <see cref="ScoreScale.RelativeToMean"/> the threshold is in units of the mean score over the patch
+    /// tokens still alive (1 = uniform attention), so images whose class attention is flatter or sharper overall
+    /// are cut at the same relative level: one O(n) pass for the mean, no sort.
+    /// With <see cref="ThresholdRule.FuseDropped"/> the dropped tokens are not lost but averaged, weighted by their
+    /// class attention (EViT), into one extra last token (id -1) whose size is the patches it stands for; a fused
+    /// token from an earlier block is folded into the new one, so there is never more than one. Same pass, O(n d).
     /// </summary>
-    public int KeepAbove(float threshold)
+    public int KeepAbove(float threshold, ThresholdRule rule = default)
     {
-        int kept = PrefixTokens;
-        for (int t = PrefixTokens; t < Count; t++)
-            if (ClassScore[t] > threshold) MoveUp(t, kept++);
-        return kept;
+        bool fuse = rule.FuseDropped;
+        int end = Count;
+        bool hadFused = fuse && end > PrefixTokens && TokenIds[end - 1] == FusedId;
+        if (hadFused) end--; // the fused token is neither counted in the mean nor judged: it joins the new one
+        float cut = threshold;
+        if (rule.Scale == ScoreScale.RelativeToMean) cut = threshold * MeanPatchScore(ClassScore, PrefixTokens, end);
+        int kept = PrefixTokens, d = Dim;
+        double weight = 0, size = 0;
+        if (fuse) _fuseAcc.AsSpan().Clear();
+        for (int t = PrefixTokens; t < end; t++)
+        {
+            if (ClassScore[t] > cut) { MoveUp(t, kept++); continue; }
+            if (fuse) Accumulate(t, ref weight, ref size);
+        }
+        if (!fuse) return kept;
+        if (size == 0) // nothing dropped: an earlier fused token stays as it is, last
+        {
+            if (hadFused) MoveUp(end, kept++);
+            return kept;
+        }
+        if (hadFused) Accumulate(end, ref weight, ref size);
+        float* row = X + (long)kept * d;
+        // Class attention is a softmax output, so weights are >= 0; all-zero weights (underflow) fall back to sizes.
+        if (weight > 0) for (int j = 0; j < d; j++) row[j] = (float)(_fuseAcc[j] / weight);
+        else for (int j = 0; j < d; j++) row[j] = (float)(_fuseAcc[d + j] / size);
+        TokenIds[kept] = FusedId;
+        Sizes[kept] = (float)size;
+        return kept + 1;
+    }
+
+    /// <summary>Token id of RCTP's fused token.</summary>
+    public const int FusedId = -1;
+
+    // [0, d): sum of score-weighted rows; [d, 2d): sum of size-weighted rows (the fallback)
+    private readonly double[] _fuseAcc;
+
+    private void Accumulate(int t, ref double weight, ref double size)
+    {
+        float* r = X + (long)t * Dim;
+        double w = ClassScore[t], s = Sizes[t];
+        if (!(w >= 0)) w = 0; // NaN never weighs
+        for (int j = 0; j < Dim; j++) { _fuseAcc[j] += w * r[j]; _fuseAcc[Dim + j] += s * r[j]; }
+        weight += w;
+        size += s;
+    }
+
+    /// <summary>Mean class score over tokens prefix..count-1 (the unit of <see cref="ScoreScale.RelativeToMean"/>), summed in double.</summary>
+    public static float MeanPatchScore(float* scores, int prefix, int count)
+    {
+        if (count <= prefix) return 0f;
+        double sum = 0;
+        for (int t = prefix; t < count; t++) sum += scores[t];
+        return (float)(sum / (count - prefix));
     }
 
     private void MoveUp(int from, int to)

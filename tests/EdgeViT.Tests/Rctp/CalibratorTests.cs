@@ -75,6 +75,25 @@ public class CalibratorTests
             var e2 = Assert.Throws<ModelFormatException>(() => loaded.Select(0.5));
             Assert.Contains("below the lowest calibrated budget 0.6", e2.Message);
 
+            // Version 2 carries the threshold rule; version 1 files (no rule) still load, as raw class attention.
+            Assert.Equal(EdgeViT.Kernels.Reduction.ThresholdRule.Raw, loaded.Rule);
+            var node = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path))!;
+            node["rule"]!["score"] = "relative_to_mean";
+            File.WriteAllText(path, node.ToJsonString());
+            Assert.All(ThresholdFile.Load(path).Sets, s => Assert.Equal(EdgeViT.Kernels.Reduction.ScoreScale.RelativeToMean, s.Rule.Scale));
+            node["rule"]!["score"] = "sideways";
+            File.WriteAllText(path, node.ToJsonString());
+            Assert.Contains("unknown rule.score 'sideways'", Assert.Throws<ModelFormatException>(() => ThresholdFile.Load(path)).Message);
+            node.AsObject().Remove("rule");
+            node["version"] = 1;
+            File.WriteAllText(path, node.ToJsonString());
+            var v1 = ThresholdFile.Load(path);
+            Assert.Equal(EdgeViT.Kernels.Reduction.ThresholdRule.Raw, v1.Rule);
+            Assert.Equal(report.File.Sets[0].Thresholds, v1.Sets[0].Thresholds);
+            node["version"] = 3;
+            File.WriteAllText(path, node.ToJsonString());
+            Assert.Contains("version 3 is not supported (this build reads versions 1..2", Assert.Throws<ModelFormatException>(() => ThresholdFile.Load(path)).Message);
+
             File.WriteAllText(path, "{\"format\":\"something-else\"}");
             Assert.Contains("not an EdgeViT thresholds file", Assert.Throws<ModelFormatException>(() => ThresholdFile.Load(path)).Message);
             File.WriteAllText(path, "{ not json");

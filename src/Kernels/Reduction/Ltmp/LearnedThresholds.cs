@@ -27,6 +27,7 @@ public sealed unsafe class LearnedThresholds : ITokenReducer
     private readonly float[] _importance, _bestSim, _sizes, _scores;
     private readonly float[] _metric, _rows; // pinned (never moved by the GC): used through raw pointers
     private readonly float* _metricPtr, _rowsPtr;
+    private readonly MatchingScratch _matching;
     private readonly int[] _bestDst, _ids, _slot, _mergedInto;
 
     public LearnedThresholds(VitConfig config, IReadOnlyList<float> mergeThresholds, IReadOnlyList<float> pruneThresholds)
@@ -41,6 +42,7 @@ public sealed unsafe class LearnedThresholds : ITokenReducer
         _metric = GC.AllocateArray<float>(t * config.HeadDim, pinned: true);
         _metricPtr = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_metric));
         _bestSim = new float[t];
+        _matching = new MatchingScratch(config.Tokens);
         _bestDst = new int[t];
         _rows = GC.AllocateArray<float>(t * config.EmbedDim, pinned: true);
         _rowsPtr = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_rows));
@@ -86,7 +88,7 @@ public sealed unsafe class LearnedThresholds : ITokenReducer
         // (prefix rows take no part); each source merges into its best destination if above the merge threshold.
         BipartiteMatching.HeadMeanUnitKeys(ctx, prefix, n, _metricPtr);
         overhead += (long)(n - prefix) * d;
-        overhead += BipartiteMatching.BestDestinations(_metricPtr, hd, n, prefix, _bestSim, _bestDst);
+        overhead += BipartiteMatching.BestDestinations(ctx.Simd, _matching, _metricPtr, hd, n, prefix, _bestSim, _bestDst);
         int firstSrc = 2, firstDst = BipartiteMatching.FirstDestination(prefix);
         float tauMerge = _merge[block];
         for (int s = firstSrc; s < n; s += 2)

@@ -37,7 +37,7 @@ public sealed class EdgeVitOptions
     public int Threads { get; set; } = 1;
 
     /// <summary>fp32, or int8 (block linear layers on int8 weights per channel and activations per token); the thresholds file must be fitted on the same.</summary>
-    public Kernels.Engine.Precision Precision { get; set; } = Kernels.Engine.Precision.Fp32;
+    [DefinedEnum] public Kernels.Engine.Precision Precision { get; set; } = Kernels.Engine.Precision.Fp32;
 
     /// <summary>int8 weights from 'edgevit quantize --out' (needs Precision=int8); absent = quantise at start-up.</summary>
     public string? Quantized { get; set; }

@@ -256,13 +256,14 @@ public static class ServiceHost
             {
                 var m = ConvertFailure.Match(ex.Message);
                 errors.Add(m.Success
-                    ? $"{child.Path} must be {Friendly(m.Groups["type"].Value)} (got '{child.Value}')"
+                    ? $"{child.Path} must be {Friendly(m.Groups["type"].Value, p.PropertyType)} (got '{child.Value}')"
                     : ErrorReporter.OneLine(ex.Message));
             }
         }
     }
 
-    private static string Friendly(string type) => typeof(EdgeVitOptions).Assembly.GetType(type) is { IsEnum: true } e
+    // The property's own type, not a lookup by name: enums from other assemblies (Kernels' Precision) are named too.
+    private static string Friendly(string type, Type property) => (Nullable.GetUnderlyingType(property) ?? property) is { IsEnum: true } e
         ? $"one of {DefinedEnumAttribute.EnumChoices(e)}"
         : type switch
     {

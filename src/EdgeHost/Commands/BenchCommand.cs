@@ -255,6 +255,7 @@ public static class BenchCommand
             Kernels.Model.OnnxGraphWriter.Write(onnxInt8, weights, quantized);
             using var ortInt8 = new OnnxRuntimeRunner(onnxInt8, a.Threads);
             float[] thresholds = set?.Thresholds ?? [];
+            var rule = set?.Rule ?? EdgeViT.Kernels.Reduction.ThresholdRule.Raw;
             using var int8 = new VitEngine(weights, a.Precision.Engine(a.Threads, a.Simd, quantized));
             using var int8Dense = set is null ? null : new VitEngine(weights, a.Precision.Engine(a.Threads, a.Simd, quantized));
             using var fp32 = new VitEngine(weights, new EngineOptions(a.Threads, a.Simd));
@@ -269,7 +270,7 @@ public static class BenchCommand
             for (int i = 0; i < a.Warmup; i++)
             {
                 var x = inputs[i % inputs.Count];
-                int8.Infer(x, logits, thresholds); int8Dense?.Infer(x, logits); fp32.Infer(x, logits); RunOrt(ortInt8, x); RunOrt(ortFp32, x);
+                int8.Infer(x, logits, thresholds, rule); int8Dense?.Infer(x, logits); fp32.Infer(x, logits); RunOrt(ortInt8, x); RunOrt(ortFp32, x);
             }
             // Logit checks on the first input: EdgeViT fp32 against ORT fp32, EdgeViT int8 (dense) against ORT int8.
             (int8Dense ?? int8).Infer(inputs[0], logits);
@@ -291,7 +292,7 @@ public static class BenchCommand
             {
                 var x = inputs[i % inputs.Count];
                 long t0 = Stopwatch.GetTimestamp();
-                gflopsSum += int8.Infer(x, logits, thresholds).GFlops;
+                gflopsSum += int8.Infer(x, logits, thresholds, rule).GFlops;
                 long t1 = Stopwatch.GetTimestamp();
                 int8Dense?.Infer(x, logits);
                 long t2 = Stopwatch.GetTimestamp();

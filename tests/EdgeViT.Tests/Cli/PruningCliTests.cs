@@ -97,6 +97,10 @@ public class PruningCliTests
         var r = CliHarness.Run("calibrate", "--model", Model, "--images", SharedAssets.ImagesDir, "--synsets", SharedAssets.Synsets,
             "--split", "even", "--limit", "16", "--budgets", "0.6,0.8", "--threads", "2", "--out", th, "--json");
         Assert.True(r.ExitCode == 0, r.Stderr);
+        // --json: stdout is the one JSON line; progress (stage, images, budgets, ETA) is on stderr.
+        Assert.Single(r.Stdout.TrimEnd().Split('\n'));
+        Assert.Contains("edgevit: calibrate: probe: 16/16 images", r.Stderr);
+        Assert.Matches(@"edgevit: calibrate: fit: block 11 MLP, 16 images, 2 budgets, stage (\d+)/\1, .* ETA 0 s", r.Stderr);
         var file = ThresholdFile.Load(th);
         file.EnsureMatches(ModelLoader.Load(Model));
         Assert.Equal(2, file.Sets.Count);

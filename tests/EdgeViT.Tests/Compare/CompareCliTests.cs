@@ -47,6 +47,7 @@ public class CompareCliTests
     [InlineData("bad budget grid", "--budgets", "0.5;0.7")]
     [InlineData("--threads", "--threads", "0")]
     [InlineData("only used by the rctp method", "--methods", "topk", "--rctp-thresholds", "x.json")]
+    [InlineData("--calibration-synsets needs --calibration-images", "--calibration-synsets", "x.txt")]
     public void OptionMisuseIsAUsageError(string mention, params string[] extra)
     {
         using var tmp = new TempDir();
@@ -169,5 +170,23 @@ public class CompareCliTests
         string Row(string dir) => File.ReadAllLines(Path.Combine(dir, "results.csv")).Single(l => l.StartsWith("rctp,"));
         string[] a = SplitCsv(Row(first)), b = SplitCsv(Row(second));
         Assert.Equal(a[..8], b[..8]);
+    }
+
+    [Fact]
+    public void ASeparateCalibrationFolderCalibratesOnAllOfItAndEvaluatesOnAllOfImages()
+    {
+        using var tmp = new TempDir();
+        string cal = tmp.File("cal"), eval = tmp.File("eval"), outDir = tmp.File("out");
+        Directory.CreateDirectory(cal); Directory.CreateDirectory(eval);
+        var all = SharedAssets.Images();
+        foreach (var f in all.Take(5)) File.Copy(f, Path.Combine(cal, Path.GetFileName(f)));
+        foreach (var f in all.Skip(5).Take(3)) File.Copy(f, Path.Combine(eval, Path.GetFileName(f)));
+        var r = CliHarness.Run("compare", "--model", Model, "--calibration-images", cal, "--calibration-synsets", SharedAssets.Synsets,
+            "--images", eval, "--synsets", SharedAssets.Synsets, "--out", outDir, "--methods", "topk", "--budgets", "0.7", "--threads", "2", "--json");
+        Assert.True(r.ExitCode == 0, r.ToString());
+        var json = System.Text.Json.JsonDocument.Parse(r.Stdout.TrimEnd().Split('\n')[^1]).RootElement;
+        Assert.Equal(5, json.GetProperty("calibration_images").GetInt32());
+        Assert.Equal(3, json.GetProperty("eval_images").GetInt32());
+        Assert.Contains($"all 5 images of {cal}; evaluation: all 3 images of {eval}", File.ReadAllText(Path.Combine(outDir, "results.md")));
     }
 }

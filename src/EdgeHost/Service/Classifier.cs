@@ -73,8 +73,13 @@ public sealed class Classifier : IDisposable
     /// <summary>Stopwatch timestamp at which the classification in progress started; 0 when idle (watchdog).</summary>
     public long InFlightSince => Interlocked.Read(ref _inFlightSince);
 
-    public Classifier(LoadedModel model, BudgetController budget, ServiceInstruments metrics, int threads, int topK, long maxPixels = DecodeLimits.DefaultMaxPixels)
+    private readonly TimeProvider _time;
+
+    /// <param name="time">Wall clock of the verdicts' "time" (tests fake it); stage durations are measured with Stopwatch.</param>
+    public Classifier(LoadedModel model, BudgetController budget, ServiceInstruments metrics, int threads, int topK,
+        long maxPixels = DecodeLimits.DefaultMaxPixels, TimeProvider? time = null)
     {
+        _time = time ?? TimeProvider.System;
         Model = model;
         _budget = budget;
         _metrics = metrics;
@@ -103,7 +108,7 @@ public sealed class Classifier : IDisposable
         try { ClassifyFrame(frame, t0, v); }
         finally { Interlocked.Exchange(ref _inFlightSince, 0); }
         // total: from the start of the capture to the verdict, queueing included.
-        double sinceCapture = (DateTimeOffset.UtcNow - frame.Timestamp).TotalMilliseconds + v.CaptureMs;
+        double sinceCapture = (_time.GetUtcNow() - frame.Timestamp).TotalMilliseconds + v.CaptureMs;
         v.TotalMs = Math.Max(sinceCapture, v.CaptureMs + v.ProcessingMs);
         _metrics.Stage(0, v.CaptureMs);
         _metrics.Stage(4, v.TotalMs);
@@ -206,7 +211,7 @@ public sealed class Classifier : IDisposable
         int n = Ranking.TopK(_logits, _top);
         long t3 = Stopwatch.GetTimestamp();
 
-        v.Time = DateTimeOffset.UtcNow;
+        v.Time = _time.GetUtcNow();
         v.Width = width;
         v.Height = height;
         v.Count = n;

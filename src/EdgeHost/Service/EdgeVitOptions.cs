@@ -227,11 +227,8 @@ public sealed class HttpOptions
 
 public sealed class InputOptions
 {
-    /// <summary>Default pixel limit: a 40 MP image decodes to 160 MB of RGBA, which a 2 GB board survives.</summary>
-    public const long DefaultMaxPixels = 40_000_000;
-
     /// <summary>Images declaring more pixels (width x height, read from the header) are refused before decoding (HTTP 422).</summary>
-    [IntRange(1, 268_435_456)] public long MaxPixels { get; set; } = DefaultMaxPixels;
+    [IntRange(1, 268_435_456)] public long MaxPixels { get; set; } = EdgeViT.Imaging.DecodeLimits.DefaultMaxPixels; // the CLI's limit too
 
     /// <summary>Requests that may wait for the engine besides the one running; more get HTTP 503 with Retry-After.</summary>
     [IntRange(1, 1024)] public int QueueLength { get; set; } = 4;

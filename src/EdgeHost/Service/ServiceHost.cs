@@ -137,7 +137,8 @@ public static class ServiceHost
             var o = sp.GetRequiredService<EdgeVitOptions>();
             var metrics = sp.GetRequiredService<ServiceInstruments>();
             var status = sp.GetRequiredService<ServiceStatus>();
-            var classifier = new Classifier(sp.GetRequiredService<LoadedModel>(), sp.GetRequiredService<BudgetController>(), metrics, o.Threads, o.TopK, o.Input.MaxPixels);
+            var classifier = new Classifier(sp.GetRequiredService<LoadedModel>(), sp.GetRequiredService<BudgetController>(), metrics, o.Threads, o.TopK,
+                o.Input.MaxPixels, sp.GetRequiredService<TimeProvider>());
             metrics.ObserveCapture(() => status.Captured, () => status.Dropped);
             SocSensors.Register(metrics.Meter, o.Telemetry.SysfsRoot);
             return classifier;

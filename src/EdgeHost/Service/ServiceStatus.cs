@@ -29,11 +29,19 @@ public sealed class ServiceStatus
 {
     private long _classified, _errors, _requests, _rejected;
     private long _capturedBefore, _droppedBefore, _reopensBefore, _sourceErrorsBefore; // of sessions already replaced
-    private readonly long _started = Stopwatch.GetTimestamp();
+    private readonly TimeProvider _time;
+    private readonly long _started;
     private volatile CaptureSession? _session;
 
-    public DateTimeOffset StartedAt { get; } = DateTimeOffset.UtcNow;
-    public TimeSpan Uptime => Stopwatch.GetElapsedTime(_started);
+    public ServiceStatus(TimeProvider time)
+    {
+        _time = time;
+        _started = time.GetTimestamp();
+        StartedAt = time.GetUtcNow();
+    }
+
+    public DateTimeOffset StartedAt { get; }
+    public TimeSpan Uptime => _time.GetElapsedTime(_started);
 
     public volatile bool ModelLoaded;
     /// <summary>True when the service needs no source (Source:Kind none).</summary>

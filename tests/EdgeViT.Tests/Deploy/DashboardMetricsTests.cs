@@ -60,7 +60,7 @@ public class DashboardMetricsTests
     {
         // Instruments published on the "EdgeViT" meter while the service's instrument holder and SoC gauges are created
         // (the SoC gauges over a fake /sys tree). The budget gauges are registered by the running service only; their
-        // kind is the catalog's (ObservableGauge in ServiceRuntime).
+        // kind is the catalog's (ObservableGauge in ServiceGauges).
         var seen = new Dictionary<string, string>(StringComparer.Ordinal);
         using var listener = new MeterListener
         {

@@ -236,3 +236,77 @@ public class InferenceOwnerTests
         }
     }
 }
+
+/// <summary>The real binary in its own process, so its RSS is the service's alone (bar 1: memory after hostile requests).</summary>
+[Collection(ServiceHostCollection.Name)]
+public class HostileMemoryTests(Xunit.Abstractions.ITestOutputHelper output)
+{
+    [Fact(Timeout = 300_000)]
+    public async Task RssAfter200HostileRequestsStaysWithin1Point3TimesRssAtRest()
+    {
+        using var tmp = new TempDir();
+        var psi = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host && File.Exists(host) ? host : "dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var a in new[] { CliProcessTests.EdgevitDll, "run", "--system-config", tmp.File("no-etc"), "Model=" + SharedAssets.ModelSafetensors,
+                     "Synsets=" + SharedAssets.Synsets, "Source:Kind=none", "Trigger:Mode=http", "Results:Sink=none", "Http:Urls=http://127.0.0.1:0",
+                     "Telemetry:Otlp=off", "Logging:LogLevel:Default=Warning", "Logging:LogLevel:Microsoft.Hosting.Lifetime=Information" })
+            psi.ArgumentList.Add(a);
+        foreach (var key in psi.Environment.Keys.Where(k => k.StartsWith("EDGEVIT", StringComparison.Ordinal) || k.StartsWith("OTEL_", StringComparison.Ordinal)).ToList())
+            psi.Environment.Remove(key);
+        psi.Environment["MALLOC_MMAP_THRESHOLD_"] = "131072"; // as deploy/systemd/edgevit.service runs it
+
+        using var process = Process.Start(psi)!;
+        var listening = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var log = new System.Text.StringBuilder();
+        process.ErrorDataReceived += (_, e) =>
+        {
+            if (e.Data is null) { listening.TrySetException(new InvalidOperationException("edgevit exited: " + log)); return; }
+            lock (log) log.AppendLine(e.Data);
+            var m = System.Text.RegularExpressions.Regex.Match(e.Data, @"Now listening on: (http://\S+)");
+            if (m.Success) listening.TrySetResult(m.Groups[1].Value);
+        };
+        process.BeginErrorReadLine();
+        _ = process.StandardOutput.ReadToEndAsync();
+        try
+        {
+            using var http = new HttpClient { BaseAddress = new Uri(await listening.Task.WaitAsync(TimeSpan.FromSeconds(120))), Timeout = TimeSpan.FromSeconds(60) };
+            async Task<long> Rss()
+            {
+                using var doc = JsonDocument.Parse(await http.GetStringAsync("/v1/status"));
+                return doc.RootElement.GetProperty("process").GetProperty("rss_bytes").GetInt64();
+            }
+            byte[] tench = File.ReadAllBytes(SharedAssets.Images().First(f => Path.GetFileName(f).StartsWith("n01440764", StringComparison.Ordinal)));
+            for (int i = 0; i < 3; i++) // at rest = warmed up: engine, decoder buffers and JIT in place
+                using (var warm = await http.PostAsync("/v1/classify", new ByteArrayContent(tench))) Assert.Equal(HttpStatusCode.OK, warm.StatusCode);
+            long rest = await Rss();
+
+            var rng = new Random(10);
+            byte[] png = HostileImages.PngBomb(), jpegBomb = HostileImages.JpegBomb(tench);
+            for (int i = 0; i < 200; i++)
+            {
+                byte[] body = (i % 4) switch
+                {
+                    0 => i % 8 == 0 ? png : HostileImages.PngBomb(rng.Next(7000, 60000), rng.Next(7000, 60000), rows: 2),
+                    1 => jpegBomb,
+                    2 => tench[..rng.Next(16, tench.Length - 1)],
+                    _ => rng.GetItems<byte>(Enumerable.Range(0, 256).Select(b => (byte)b).ToArray(), rng.Next(1, 8192)),
+                };
+                using var response = await http.PostAsync("/v1/classify", new ByteArrayContent(body));
+                Assert.InRange((int)response.StatusCode, 400, 499);
+            }
+            long after = await Rss();
+            output.WriteLine($"RSS {rest / 1048576.0:0.0} MiB at rest -> {after / 1048576.0:0.0} MiB after 200 hostile requests ({(double)after / rest:0.00}x)");
+            Assert.True(after <= 1.3 * rest, $"RSS {rest / 1048576.0:0.0} MiB at rest, {after / 1048576.0:0.0} MiB after 200 hostile requests");
+            using (var ok = await http.PostAsync("/v1/classify", new ByteArrayContent(tench)))
+                Assert.Contains("\"synset\":\"n01440764\"", await ok.Content.ReadAsStringAsync());
+        }
+        finally
+        {
+            if (!process.HasExited) process.Kill(entireProcessTree: true);
+        }
+    }
+}

@@ -232,18 +232,7 @@ public sealed partial class FfmpegFrameSource : IFrameSource
         var p = _process;
         _process = null;
         _stdout = null;
-        if (p is null) return;
-        try
-        {
-            if (!p.HasExited)
-            {
-                p.Kill(entireProcessTree: true);
-                p.WaitForExit(2000);
-            }
-        }
-        catch (InvalidOperationException) { }
-        catch (Win32Exception) { }
-        p.Dispose();
+        ChildProcess.Stop(p);
     }
 
     private async Task<(int Width, int Height)> ResolveSizeAsync(CancellationToken cancellationToken)

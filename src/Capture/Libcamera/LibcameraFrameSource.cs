@@ -279,18 +279,7 @@ public sealed class LibcameraFrameSource : IFrameSource
         var p = _process;
         _process = null;
         _stdout = null;
-        if (p is null) return;
-        try
-        {
-            if (!p.HasExited)
-            {
-                p.Kill(entireProcessTree: true);
-                p.WaitForExit(2000);
-            }
-        }
-        catch (InvalidOperationException) { }
-        catch (Win32Exception) { }
-        p.Dispose();
+        ChildProcess.Stop(p);
     }
 }
 

@@ -158,12 +158,7 @@ public sealed class Classifier : IDisposable
     /// <summary>Classifies an encoded image (HTTP body); <paramref name="what"/> names it in errors.</summary>
     public void Classify(ReadOnlySpan<byte> encoded, string what, string sourceName, long sequence, Verdict v)
     {
-        v.Source = sourceName;
-        v.Origin = what;
-        v.Sequence = sequence;
-        v.CaptureMs = double.NaN;
-        long t0 = Stopwatch.GetTimestamp();
-        Interlocked.Exchange(ref _inFlightSince, t0);
+        long t0 = BeginRequest(what, sourceName, sequence, v);
         try
         {
             RgbFrame rgb;
@@ -174,6 +169,18 @@ public sealed class Classifier : IDisposable
         finally { Interlocked.Exchange(ref _inFlightSince, 0); }
         v.TotalMs = v.ProcessingMs;
         _metrics.Stage(4, v.TotalMs);
+    }
+
+    /// <summary>A request's verdict header (no capture stage) and its in-flight mark; returns its start timestamp.</summary>
+    private long BeginRequest(string what, string sourceName, long sequence, Verdict v)
+    {
+        v.Source = sourceName;
+        v.Origin = what;
+        v.Sequence = sequence;
+        v.CaptureMs = double.NaN;
+        long t0 = Stopwatch.GetTimestamp();
+        Interlocked.Exchange(ref _inFlightSince, t0);
+        return t0;
     }
 
     private void Run(byte[] pixels, int width, int height, int stride, long t0, Verdict v)
@@ -197,12 +204,7 @@ public sealed class Classifier : IDisposable
     public void ClassifyTensor(ReadOnlySpan<float> chw, string what, string sourceName, long sequence, Verdict v)
     {
         if (chw.Length != _chw.Length) throw new ArgumentException($"tensor has {chw.Length} values, the model takes {_chw.Length}");
-        v.Source = sourceName;
-        v.Origin = what;
-        v.Sequence = sequence;
-        v.CaptureMs = double.NaN;
-        long t0 = Stopwatch.GetTimestamp();
-        Interlocked.Exchange(ref _inFlightSince, t0);
+        long t0 = BeginRequest(what, sourceName, sequence, v);
         try
         {
             chw.CopyTo(_chw);

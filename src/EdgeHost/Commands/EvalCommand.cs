@@ -57,8 +57,11 @@ public static class EvalCommand
 
         var command = new Command("eval", "Top-1/top-5 accuracy and speed over a labelled image folder.")
         {
-            model, images, synsets, limit, split, threads, prefetch, simd, json, predictions, onnxRuntime,
+            model, images, synsets, limit, split, threads, prefetch, simd, json, predictions,
         };
+#if !EDGEVIT_DEVICE
+        command.Add(onnxRuntime);
+#endif
         pruning.AddTo(command);
         var precision = new PrecisionOptions();
         precision.AddTo(command);
@@ -74,6 +77,9 @@ public static class EvalCommand
         }));
         return command;
     }
+
+    /// <summary>Another engine evaluated on the same preprocessed tensors (--onnxruntime).</summary>
+    private delegate void Baseline(ReadOnlySpan<float> chw, Span<float> logits);
 
     public sealed record EvalArgs(string Model, string Images, string Synsets, int? Limit, int Threads, int Prefetch,
         Kernels.Simd.SimdLevel? Simd, bool Json)
@@ -115,9 +121,14 @@ public static class EvalCommand
         var rule = set?.Rule ?? EdgeViT.Kernels.Reduction.ThresholdRule.Raw;
         var tokensKept = new double[config.Depth];
         using var engine = new VitEngine(weights, a.Precision.Engine(a.Threads, a.Simd, a.OnnxRuntime is null ? a.Precision.Load(weights) : null));
+#if EDGEVIT_DEVICE
+        Baseline? baseline = null; // the device build has no ONNX Runtime (and no --onnxruntime option)
+#else
         using var ort = a.OnnxRuntime is null ? null : new Baselines.OnnxRuntimeRunner(a.OnnxRuntime, a.Threads);
         if (ort is not null && (ort.InputLength != config.InChannels * config.ImageSize * config.ImageSize || ort.OutputLength != config.Classes))
             throw new InputException($"{a.OnnxRuntime} takes {Baselines.OnnxRuntimeRunner.Shape(ort.InputShape)} -> {Baselines.OnnxRuntimeRunner.Shape(ort.OutputShape)}, but {Path.GetFileName(a.Model)} is {config.Describe()}");
+        Baseline? baseline = ort is null ? null : ort.Run;
+#endif
         var preprocessor = new ImagePreprocessor(Inputs.PreprocessFor(config));
         var logits = new float[config.Classes];
         var best = new int[Math.Min(5, config.Classes)];
@@ -129,7 +140,7 @@ public static class EvalCommand
         double gflopsSum = 0;
 
         if (!a.Json)
-            stdout.WriteLine($"model {a.Model} ({config.Describe()}), {(ort is null ? $"simd {engine.Simd}, {a.Precision.Name}" : $"ONNX Runtime on {a.OnnxRuntime}")}, threads {a.Threads}, {n} images ({a.Split})" +
+            stdout.WriteLine($"model {a.Model} ({config.Describe()}), {(baseline is null ? $"simd {engine.Simd}, {a.Precision.Name}" : $"ONNX Runtime on {a.OnnxRuntime}")}, threads {a.Threads}, {n} images ({a.Split})" +
                 (set is null ? ", dense" : $", RCTP budget {set.Budget:0.00} from {a.Pruning.Thresholds}"));
 
         using (var pipeline = new PreprocessPipeline(paths, preprocessor, a.Prefetch))
@@ -138,9 +149,9 @@ public static class EvalCommand
             {
                 var item = pipeline.Next();
                 long t0 = Stopwatch.GetTimestamp();
-                if (ort is not null)
+                if (baseline is not null)
                 {
-                    ort.Run(item.Chw, logits);
+                    baseline(item.Chw, logits);
                     inferMs[i] = Inputs.Ms(t0, Stopwatch.GetTimestamp());
                 }
                 else

@@ -20,30 +20,36 @@ public static class ExplainCommand
         var synsets = new Option<string?>("--synsets") { Description = "Synsets file, to name the predicted class.", HelpName = "FILE" };
         var json = CommonOptions.Json();
         var pruning = new PruningOptions();
+        var precision = new PrecisionOptions();
         var command = new Command("explain", "Draw the tokens each block keeps under RCTP pruning (a grid of panels).") { model, image, output, synsets, json };
         pruning.AddTo(command);
+        precision.AddTo(command);
         command.SetAction(parse => Run(stdout, parse.GetRequiredValue(model), parse.GetRequiredValue(image), parse.GetRequiredValue(output),
-            parse.GetValue(synsets), pruning.Read(parse), parse.GetValue(json)));
+            parse.GetValue(synsets), pruning.Read(parse), parse.GetValue(json), precision.Read(parse)));
         return command;
     }
 
-    public static int Run(TextWriter stdout, string modelPath, string imagePath, string outPath, string? synsetsPath, PruningOptions.Choice pruning, bool json)
+    public static int Run(TextWriter stdout, string modelPath, string imagePath, string outPath, string? synsetsPath, PruningOptions.Choice pruning, bool json,
+        PrecisionOptions.Choice? precision = null)
     {
+        precision ??= PrecisionOptions.Choice.Fp32;
         Inputs.RequireFile(modelPath, "model file");
         Inputs.RequireFile(imagePath, "image");
         if (pruning.Thresholds is null) throw new UsageException("explain needs --thresholds FILE and --budget B (or --gflops G)");
         pruning.Validate();
+        precision.Validate();
         if (!outPath.EndsWith(".png", StringComparison.OrdinalIgnoreCase)) throw new UsageException($"--out must name a .png file (got {outPath})");
         var synsets = synsetsPath is null ? null : SynsetTable.Load(synsetsPath);
 
         var weights = Inputs.LoadModel(modelPath);
         var c = weights.Config;
-        var set = pruning.Resolve(weights, "fp32")
+        // A threshold file states the precision it was fitted for; Resolve rejects one fitted for the other.
+        var set = pruning.Resolve(weights, precision.Name)
             ?? throw new UsageException("the budget selects the dense model, which prunes nothing to draw: give a budget below 1");
         var preprocessor = new ImagePreprocessor(Inputs.PreprocessFor(c));
         var chw = new float[preprocessor.OutputLength];
         Inputs.LoadImage(imagePath, preprocessor, chw);
-        using var engine = new VitEngine(weights, new EngineOptions(1));
+        using var engine = new VitEngine(weights, precision.Engine(1, null, precision.Load(weights)));
         var logits = new float[c.Classes];
         var stats = engine.Infer(chw, logits, set.Thresholds, set.Rule);
         int top = Ranking.ArgMax(logits);
@@ -60,8 +66,8 @@ public static class ExplainCommand
         var crop = Denormalise(chw, c.ImageSize, preprocessor.Options);
         string label = synsets is null ? $"class {top}" : synsets[top].Words.Split(',')[0];
         TokenMapRenderer.Render(outPath, crop, c.ImageSize, c.PatchSize, kept, captions,
-            $"{Path.GetFileName(imagePath)}: {label}, budget {set.Budget:0.00}, {stats.GFlops:F3} GFLOPs");
-        if (json) stdout.WriteLine($"{{\"out\":{System.Text.Json.JsonSerializer.Serialize(outPath)},\"class\":{top},\"gflops\":{stats.GFlops:F6},\"tokens_kept_per_block\":[{string.Join(",", stats.TokensPerBlock)}]}}");
+            $"{Path.GetFileName(imagePath)}: {label}, budget {set.Budget:0.00}, {stats.GFlops:F3} GFLOPs, {precision.Name}");
+        if (json) stdout.WriteLine($"{{\"out\":{System.Text.Json.JsonSerializer.Serialize(outPath)},\"class\":{top},\"gflops\":{stats.GFlops:F6},\"precision\":\"{precision.Name}\",\"tokens_kept_per_block\":[{string.Join(",", stats.TokensPerBlock)}]}}");
         else stdout.WriteLine($"wrote {outPath}: {label}, {stats.GFlops:F3} GFLOPs, tokens kept {string.Join(" ", stats.TokensPerBlock)}");
         return ExitCodes.Ok;
     }

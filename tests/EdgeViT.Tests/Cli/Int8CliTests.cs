@@ -165,6 +165,46 @@ public class Int8CliTests
     }
 
     /// <summary>
+    /// explain runs the int8 engine for an int8 threshold file (the tokens drawn are the ones int8 keeps) and refuses
+    /// the file without --precision int8, in one line.
+    /// </summary>
+    [Fact]
+    public void ExplainDrawsTheInt8EnginesTokens()
+    {
+        using var tmp = new TempDir();
+        var thresholds = Enumerable.Repeat(0.004f, 12).ToArray();
+        var file = new ThresholdFile
+        {
+            ModelFingerprint = Weights.Value.Fingerprint, ModelDescription = "test", Depth = 12, DenseGFlops = 1.254, CalibrationImages = 1,
+            CalibrationOptions = new Dictionary<string, string>(),
+            Sets = [new ThresholdSet(0.7, thresholds, [], 0.88, 0.88, 0, [])],
+            Precision = "int8",
+        };
+        string th = tmp.File("t8.json");
+        file.Save(th);
+        string image = SharedAssets.Images()[0], png = tmp.File("explain.png");
+
+        var refused = CliHarness.Run("explain", "--model", Model, "--thresholds", th, "--budget", "0.7", image, "--out", png);
+        CliHarness.AssertOneErrorLine(refused, "t8.json", "fitted on the int8 engine, not fp32");
+
+        var r = CliHarness.Run("explain", "--model", Model, "--thresholds", th, "--budget", "0.7", "--precision", "int8", image, "--out", png, "--json");
+        Assert.Equal(0, r.ExitCode);
+        Assert.Contains("\"precision\":\"int8\"", r.Stdout);
+        Assert.True(new FileInfo(png).Length > 1000, "no PNG written");
+
+        // The counts drawn are the int8 engine's own: the same forward through VitEngine directly.
+        var w = Weights.Value;
+        using var engine = new VitEngine(w, new EngineOptions(1) { Precision = Precision.Int8 });
+        var pre = new ImagePreprocessor();
+        var img = ImageDecoder.Decode(image);
+        var chw = new float[pre.OutputLength];
+        pre.Process(img.Pixels, img.Width, img.Height, img.Stride, chw);
+        var stats = engine.Infer(chw, new float[w.Config.Classes], file.Sets[0].Thresholds, file.Sets[0].Rule);
+        Assert.Contains($"\"tokens_kept_per_block\":[{string.Join(",", stats.TokensPerBlock)}]", r.Stdout);
+        Assert.True(stats.TokensPerBlock[^1] < stats.TokensPerBlock[0], "the thresholds pruned nothing: the test shows no pruning");
+    }
+
+    /// <summary>
     /// The graphs 'quantize --onnx-out' writes run in ONNX Runtime: the fp32 one reproduces EdgeViT fp32 (so the graph
     /// is the model), the int8 one (quantize_dynamic's pattern) stays near EdgeViT int8 and agrees on top-1.
     /// </summary>

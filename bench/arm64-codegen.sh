@@ -41,9 +41,10 @@ status=0
   echo "|---|---|---|---|---|---|---|---|"
 } >"$out"
 
-for entry in "${KERNELS[@]}"; do
-  IFS='|' read -r pattern header tests compute min_compute max_loads what <<<"$entry"
-  name=$(printf '%s_%s' "$pattern" "$tests" | tr -c 'A-Za-z0-9' '_')
+for i in "${!KERNELS[@]}"; do
+  IFS='|' read -r pattern header tests compute min_compute max_loads what <<<"${KERNELS[$i]}"
+  # The entry's index keeps files apart when two kernels share a method name and a test class (the int8 entries).
+  name=$(printf '%d_%s_%s' "$i" "$pattern" "$compute" | tr -c 'A-Za-z0-9' '_')
   asm="$dir/$name.asm"
   rm -f "$asm"
   echo "arm64-codegen: $what: running $tests under qemu with DOTNET_JitDisasm=$pattern" >&2

@@ -23,7 +23,7 @@ public sealed class CompareContext
     /// <summary>Worker threads a method may use to learn or calibrate (each with its own single-threaded engine).</summary>
     public required int Workers { get; init; }
     public Kernels.Simd.SimdLevel? Simd { get; init; }
-    /// <summary>Engine precision of the comparison (RCTP's thresholds are fitted on it; LTMP trains on fp32).</summary>
+    /// <summary>Engine precision of the comparison (RCTP's thresholds are fitted on it and LTMP's are trained on it).</summary>
     public Kernels.Engine.Precision Precision { get; init; } = Kernels.Engine.Precision.Fp32;
     /// <summary>--rctp-thresholds, already loaded and checked against the model; null: calibrate.</summary>
     public ThresholdFile? RctpThresholds { get; init; }
@@ -54,7 +54,7 @@ public static class MethodCatalog
         new("zero-tprune", "Zero-TPrune: weighted-PageRank importance, then similarity pruning at blocks 4, 7, 10 (knob: keep rate)", c => new ZeroTPruneMethod(c.Config)),
         new("ltmp", "LTMP: learned per-block merge and prune thresholds (2L parameters, one pass over the calibration split; knob: FLOPs target)",
             c => new LtmpMethod(c.Weights, c.CalibrationImages.Count, (i, chw) => c.CalibrationImages[i].CopyTo(chw), c.CalibrationLabels,
-                new LtmpOptions(Workers: c.Workers, Simd: c.Simd), c.Log)),
+                new LtmpOptions(Workers: c.Workers, Simd: c.Simd, Precision: c.Precision), c.Log)),
         new("tps", "TPS (eTPS, no fine-tuning): top-k pruning, pruned tokens squeezed into similar hosts at blocks 4, 7, 10 (knob: keep rate)", c => new TpsMethod(c.Config)),
     ];
 

@@ -16,6 +16,8 @@ namespace EdgeViT.Kernels.Reduction.Ltmp;
 /// <see cref="MinScaledSteps"/>): the official epoch's total movement per unit gradient, spread over at least 32
 /// steps (fewer, larger steps overshoot: with 8 steps a 0.5 target landed at 0.31 on DeiT-Tiny). That rescaling,
 /// the batch of 16 (official: 128) and the cap are ours, not the paper's; they were chosen on the shared images.
+/// <see cref="Precision"/> is the engine the training forward runs on (int8: thresholds learnt on the engine they
+/// will run on, as RCTP's are); the mask-gradient probe stays fp32, like RCTP's Fisher probe.
 /// </summary>
 public sealed record LtmpOptions(
     double Temperature = 0.5,
@@ -31,7 +33,8 @@ public sealed record LtmpOptions(
     int Passes = 1,
     double LearningRateScale = 1,
     bool TaskGradient = true,
-    Simd.SimdLevel? Simd = null);
+    Simd.SimdLevel? Simd = null,
+    Precision Precision = Precision.Fp32);
 
 /// <summary>One budget's training: thresholds, the FLOPs fraction of the last steps, time.</summary>
 public sealed record LtmpTraining(float[] Merge, float[] Prune, double Budget, IReadOnlyList<double> StepFlops, TimeSpan Time);
@@ -63,6 +66,7 @@ public sealed class LtmpMethod : IReductionMethod
     private readonly Action<int, Span<float>> _loadImage;
     private readonly float[][] _maskGradients;
     private readonly Action<string>? _progress;
+    private Quant.QuantizedWeights? _quantized;
 
     /// <summary>Training settings; may be changed between budgets (the probe used only Workers and Simd).</summary>
     public LtmpOptions Options { get; set; }
@@ -118,7 +122,10 @@ public sealed class LtmpMethod : IReductionMethod
         double scale = Math.Max(1, o.ReferenceSteps / Math.Max(steps, o.MinScaledSteps)) * o.LearningRateScale;
         double lrPrune = o.PruneLearningRate * scale, lrMerge = o.MergeLearningRate * scale;
 
-        var engines = Enumerable.Range(0, workers).Select(_ => new VitEngine(_weights, new EngineOptions(1, o.Simd))).ToArray();
+        // int8: quantise once for all workers (an engine given no weights would quantise its own copy).
+        var quantized = o.Precision == Precision.Int8 ? (_quantized ??= Quant.QuantizedWeights.Quantize(_weights)) : null;
+        var engines = Enumerable.Range(0, workers)
+            .Select(_ => new VitEngine(_weights, new EngineOptions(1, o.Simd) { Precision = o.Precision, Quantized = quantized })).ToArray();
         var reducers = Enumerable.Range(0, workers).Select(_ => new LearnedThresholds(_c, new float[depth], new float[depth])).ToArray();
         var traces = Enumerable.Range(0, o.BatchSize).Select(_ => new LtmpTrace(depth, _c.Tokens)).ToArray();
         var inputs = Enumerable.Range(0, workers).Select(_ => new float[_c.InChannels * _c.ImageSize * _c.ImageSize]).ToArray();

@@ -125,7 +125,7 @@ public sealed class FrameLoop : BackgroundService, IHostedLifecycleService
             long now = _status.Captured, failed = _status.SourceErrors;
             if (failed > errors) _metrics.Error(EdgeVitMetrics.ErrorKinds.Source, failed - errors);
             errors = failed;
-            if (watchdog is not null && (now != seen || _status.SourceNotNeeded)) watchdog.Progress();
+            if (watchdog is not null && (now != seen || _status.SourceNotNeeded || _status.SourceStandby)) watchdog.Progress();
             seen = now;
         }
     }

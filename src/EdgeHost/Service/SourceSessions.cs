@@ -144,8 +144,15 @@ public sealed class SourceSessions : IAsyncDisposable
         await _swap.WaitAsync();
         try
         {
-            // A request in progress re-arms the timer when it ends; a callback that raced a re-arm finds it too early.
-            if (_stopped || Volatile.Read(ref _requests) > 0 || _time.GetElapsedTime(Volatile.Read(ref _lastRequest)) < _standbyAfter) return;
+            if (_stopped || Volatile.Read(ref _requests) > 0) return; // a request in progress re-arms the timer when it ends
+            // Early: a request came since the timer was armed, or the timer fired before the clock says (system timers
+            // count whole milliseconds). Wait for the rest.
+            var idle = _time.GetElapsedTime(Volatile.Read(ref _lastRequest));
+            if (idle < _standbyAfter)
+            {
+                _standbyTimer!.Change(_standbyAfter - idle, Timeout.InfiniteTimeSpan);
+                return;
+            }
             if (_status.Session is not { } session || session.Ended) return;
             bool healthy = session.Loop.IsStreaming;
             await StopSessionAsync(session, ended => _status.Standby(ended, healthy));

@@ -66,6 +66,29 @@ public class StandbyTests
         }
     }
 
+    /// <summary>
+    /// The fake clock, with timers that fire a millisecond before they are due, as system timers may (they count
+    /// whole milliseconds, the clock counts ticks).
+    /// </summary>
+    private sealed class EarlyTimers(FakeTimeProvider clock) : TimeProvider
+    {
+        private static readonly TimeSpan Early = TimeSpan.FromMilliseconds(1);
+        public override long TimestampFrequency => clock.TimestampFrequency;
+        public override long GetTimestamp() => clock.GetTimestamp();
+        public override DateTimeOffset GetUtcNow() => clock.GetUtcNow();
+        public override TimeZoneInfo LocalTimeZone => clock.LocalTimeZone;
+        public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period) =>
+            new Timer(clock.CreateTimer(callback, state, Soon(dueTime), period));
+        private static TimeSpan Soon(TimeSpan due) => due > Early ? due - Early : due;
+
+        private sealed class Timer(ITimer inner) : ITimer
+        {
+            public bool Change(TimeSpan dueTime, TimeSpan period) => inner.Change(Soon(dueTime), period);
+            public void Dispose() => inner.Dispose();
+            public ValueTask DisposeAsync() => inner.DisposeAsync();
+        }
+    }
+
     private static readonly TimeSpan Patience = TimeSpan.FromSeconds(30);
 
     private static async Task<(HttpStatusCode Status, JsonElement Json)> ClassifySourceFrame(TestService service)
@@ -86,7 +109,7 @@ public class StandbyTests
         await using var service = await TestService.StartAsync(config, s =>
         {
             s.AddSingleton<FrameSourceFactory>(cameras);
-            s.AddSingleton<TimeProvider>(clock);
+            s.AddSingleton<TimeProvider>(new EarlyTimers(clock));
         });
         var sessions = service.App.Services.GetRequiredService<SourceSessions>();
         var status = service.Status;
@@ -100,7 +123,7 @@ public class StandbyTests
         Assert.True(verdict.GetProperty("sequence").GetInt64() > producedBefore, verdict.ToString()); // not a frame that waited
 
         var changed = sessions.ChangedAsync(default);
-        clock.Advance(TimeSpan.FromMilliseconds(4999)); // the request re-armed the idle period: not yet
+        clock.Advance(TimeSpan.FromMilliseconds(4999)); // the request re-armed the idle period: not yet (the early timer fired)
         Assert.False(changed.IsCompleted);
         Assert.NotNull(status.Session);
         clock.Advance(TimeSpan.FromMilliseconds(1));

@@ -30,10 +30,11 @@ workers_ms() { # CPU ms of the engine's pool threads (named edgevit-worker-N)
   done
   echo $((sum * 1000 / tick))
 }
-wakeups() { # "thread-name switches" per thread (voluntary + involuntary context switches so far)
+wakeups() { # "thread-name sleeps" per thread: voluntary context switches so far (each one is a sleep, and a wake-up
+  # after it); involuntary ones are preemption and the thread pool's sched_yield spinning, which a loaded machine inflates
   local d
   for d in /proc/"$service_pid"/task/*; do
-    awk -v name="$(tr ' ' '_' <"$d/comm" 2>/dev/null)" '/ctxt_switches/ { n += $2 } END { print name, n }' "$d/status" 2>/dev/null || true
+    awk -v name="$(tr ' ' '_' <"$d/comm" 2>/dev/null)" '/^voluntary_ctxt_switches/ { print name, $2 }' "$d/status" 2>/dev/null || true
   done
 }
 now() { date +%s.%N; }
@@ -57,7 +58,7 @@ printf 'idle, Threads=2, Trigger http, 5 fps camera: standby %.1f s after the la
 printf '  %.1f s after the last request: %.0f ms CPU = %.2f %% of one core\n' "$(echo "$t1 - $t0" | bc -l)" "$(echo "$c1 - $c0" | bc -l)" "$(pct "$c0" "$c1" "$t0" "$t1")"
 printf '  %.1f s in standby: %.0f ms CPU = %.2f %% of one core (engine workers: %d ms); frames captured meanwhile: %d\n' \
   "$(echo "$t2 - $ts" | bc -l)" "$(echo "$c2 - $cs" | bc -l)" "$(pct "$cs" "$c2" "$ts" "$t2")" "$((w2 - ws))" "$((captured_e - captured_s))"
-echo "  wake-ups in standby by thread (context switches per second; threads with none left out):"
+echo "  wake-ups in standby by thread (voluntary context switches per second; threads with none left out):"
 awk -v s="$(echo "$t2 - $ts" | bc -l)" 'NR == FNR { a[$1] += $2; next } { b[$1] += $2 } END { for (k in b) if (b[k] - a[k] > 0) printf "    %-28s %6.2f /s\n", k, (b[k] - a[k]) / s }' \
   "$out/wakeups-start.txt" "$out/wakeups-end.txt" | sort -k2 -rn
 printf '  POST /v1/classify (empty): %.0f ms while capturing, %.0f ms from standby (camera reopened)\n' \

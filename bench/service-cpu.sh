@@ -37,6 +37,18 @@ wakeups() { # "thread-name sleeps" per thread: voluntary context switches so far
     awk -v name="$(tr ' ' '_' <"$d/comm" 2>/dev/null)" '/^voluntary_ctxt_switches/ { print name, $2 }' "$d/status" 2>/dev/null || true
   done
 }
+thread_ms() { # "thread-name/tid cpu_ms" per thread
+  local d
+  for d in /proc/"$service_pid"/task/*; do
+    awk -v name="$(tr ' ' '_' <"$d/comm" 2>/dev/null)/${d##*/}" -v t="$tick" '{ sub(/^.*\) /, ""); print name, ($12 + $13) * 1000 / t }' "$d/stat" 2>/dev/null || true
+  done
+}
+by_thread() { # by_thread BEFORE AFTER SECONDS FORMAT: the growth per thread, largest first; threads that ended meanwhile
+  # (their CPU is gone with them) are named after the list
+  awk -v s="$3" -v f="$4" 'NR == FNR { a[$1] += $2; next } { b[$1] += $2 }
+    END { for (k in b) if (b[k] - a[k] > 0) printf f, k, (b[k] - a[k]) / s; for (k in a) if (!(k in b)) gone = gone " " k
+          if (gone != "") printf "    (ended meanwhile:%s)\n", gone }' "$1" "$2" | sort -k2 -rn
+}
 now() { date +%s.%N; }
 pct() { echo "100 * ($2 - $1) / (1000 * ($4 - $3))" | bc -l; } # pct CPU0 CPU1 T0 T1
 classify_source_frame() { curl -sf -o /dev/null -w '%{time_total}' -X POST --data-binary '' "http://127.0.0.1:$port/v1/classify"; }
@@ -45,12 +57,12 @@ sleep_until() { local left; left=$(echo "$1 - $(now)" | bc -l); (( $(echo "$left
 # 1. Idle.
 start_service Threads=2 Trigger:Mode=http "${camera[@]}" Results:Sink=none
 for _ in 1 2 3 4 5; do warm=$(classify_source_frame); done
-c0=$(cpu_ms); t0=$(now)
+c0=$(cpu_ms); t0=$(now); thread_ms >"$out/cpu-0.txt"
 for _ in $(seq 600); do [ "$(status | jq .source.standby)" = true ] && break; sleep 0.1; done
 [ "$(status | jq .source.standby)" = true ] || { echo "the camera did not go to standby; see $out/service.log" >&2; exit 1; }
 cs=$(cpu_ms); ws=$(workers_ms); ts=$(now); captured_s=$(status | jq .counters.captured); wakeups >"$out/wakeups-start.txt"
 sleep_until "$(echo "$t0 + $idle_s" | bc -l)"
-c1=$(cpu_ms); t1=$(now)
+c1=$(cpu_ms); t1=$(now); thread_ms >"$out/cpu-1.txt"
 sleep_until "$(echo "$ts + $idle_s" | bc -l)"
 c2=$(cpu_ms); w2=$(workers_ms); t2=$(now); captured_e=$(status | jq .counters.captured); wakeups >"$out/wakeups-end.txt"
 reopen=$(classify_source_frame)
@@ -58,9 +70,10 @@ printf 'idle, Threads=2, Trigger http, 5 fps camera: standby %.1f s after the la
 printf '  %.1f s after the last request: %.0f ms CPU = %.2f %% of one core\n' "$(echo "$t1 - $t0" | bc -l)" "$(echo "$c1 - $c0" | bc -l)" "$(pct "$c0" "$c1" "$t0" "$t1")"
 printf '  %.1f s in standby: %.0f ms CPU = %.2f %% of one core (engine workers: %d ms); frames captured meanwhile: %d\n' \
   "$(echo "$t2 - $ts" | bc -l)" "$(echo "$c2 - $cs" | bc -l)" "$(pct "$cs" "$c2" "$ts" "$t2")" "$((w2 - ws))" "$((captured_e - captured_s))"
+echo "  CPU by thread over the $idle_s s after the last request (ms; threads with none left out):"
+by_thread "$out/cpu-0.txt" "$out/cpu-1.txt" 1 "    %-28s %6.0f ms\n"
 echo "  wake-ups in standby by thread (voluntary context switches per second; threads with none left out):"
-awk -v s="$(echo "$t2 - $ts" | bc -l)" 'NR == FNR { a[$1] += $2; next } { b[$1] += $2 } END { for (k in b) if (b[k] - a[k] > 0) printf "    %-28s %6.2f /s\n", k, (b[k] - a[k]) / s }' \
-  "$out/wakeups-start.txt" "$out/wakeups-end.txt" | sort -k2 -rn
+by_thread "$out/wakeups-start.txt" "$out/wakeups-end.txt" "$(echo "$t2 - $ts" | bc -l)" "    %-28s %6.2f /s\n"
 printf '  POST /v1/classify (empty): %.0f ms while capturing, %.0f ms from standby (camera reopened)\n' \
   "$(echo "$warm * 1000" | bc -l)" "$(echo "$reopen * 1000" | bc -l)"
 stop_service

@@ -73,7 +73,7 @@ public sealed class SourceSessions : IAsyncDisposable
         StartSession(source, alreadyOpen: true);
         _log.LogInformation("source {Source} open", source.Name);
         Volatile.Write(ref _lastRequest, _time.GetTimestamp()); // start-up counts as a request: standby after the idle period
-        _standbyTimer?.Change(_standbyAfter, Timeout.InfiniteTimeSpan);
+        ArmStandby(_standbyAfter);
     }
 
     /// <summary>Completes when a session starts, is replaced or goes to standby.</summary>
@@ -112,7 +112,7 @@ public sealed class SourceSessions : IAsyncDisposable
         finally
         {
             Volatile.Write(ref _lastRequest, _time.GetTimestamp());
-            if (Interlocked.Decrement(ref _requests) == 0) _standbyTimer?.Change(_standbyAfter, Timeout.InfiniteTimeSpan);
+            if (Interlocked.Decrement(ref _requests) == 0) ArmStandby(_standbyAfter);
         }
     }
 
@@ -138,6 +138,12 @@ public sealed class SourceSessions : IAsyncDisposable
         finally { _swap.Release(); }
     }
 
+    private void ArmStandby(TimeSpan due)
+    {
+        try { _standbyTimer?.Change(due, Timeout.InfiniteTimeSpan); }
+        catch (ObjectDisposedException) { } // shutting down: a request ended after DisposeAsync
+    }
+
     /// <summary>The standby timer: closes the source when no request came for Trigger:StandbyAfterMs.</summary>
     private async Task StandbyAsync()
     {
@@ -150,7 +156,7 @@ public sealed class SourceSessions : IAsyncDisposable
             var idle = _time.GetElapsedTime(Volatile.Read(ref _lastRequest));
             if (idle < _standbyAfter)
             {
-                _standbyTimer!.Change(_standbyAfter - idle, Timeout.InfiniteTimeSpan);
+                ArmStandby(_standbyAfter - idle);
                 return;
             }
             if (_status.Session is not { } session || session.Ended) return;

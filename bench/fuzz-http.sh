@@ -7,24 +7,17 @@
 # usage: bench/fuzz-http.sh [OUT_DIR] [N] [SEED]   (EDGEVIT_SHARED overrides ../shared; needs ffmpeg, jpegtran)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-shared=${EDGEVIT_SHARED:-../shared}
 out=${1:-artifacts/fuzz-http}
 n=${2:-3000}
 seed=${3:-20261202}
 port=18095
-mkdir -p "$out"
-tench=$(find "$shared/data/imagenet-sample/images" -maxdepth 1 -name "n01440764_*" | LC_ALL=C sort | head -n 1)
+# shellcheck source=bench/lib/service.sh
+source bench/lib/service.sh
+tench=$(find "$images" -maxdepth 1 -name "n01440764_*" | LC_ALL=C sort | head -n 1)
 python3 bench/http_bench.py seeds "$out/seeds" "$tench" >/dev/null
-dotnet build src/EdgeHost -c Release -nologo -clp:ErrorsOnly >/dev/null
-export MALLOC_MMAP_THRESHOLD_=${MALLOC_MMAP_THRESHOLD_:-131072} # as deploy/systemd/edgevit.service runs it
-dotnet src/EdgeHost/bin/Release/net10.0/edgevit.dll run Model="$shared/models/deit_tiny_patch16_224.safetensors" \
-  Synsets="$shared/data/imagenet-sample/synsets.txt" Threads=1 Source:Kind=none Trigger:Mode=http Results:Sink=none \
-  Http:Urls="http://127.0.0.1:$port" Telemetry:Otlp=off Logging:LogLevel:Default=Error >"$out/service.log" 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null || true' EXIT
-for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.2; done
+start_service Synsets="$synsets" Threads=1 Source:Kind=none Trigger:Mode=http Results:Sink=none Logging:LogLevel:Default=Error
 python3 bench/http_bench.py fuzz "http://127.0.0.1:$port" "$out/seeds" "$n" "$seed" >"$out/summary.json"
-alive=yes; kill -0 $pid 2>/dev/null || alive=no
+alive=yes; kill -0 "$service_pid" 2>/dev/null || alive=no
 jq --arg alive "$alive" '. + {service_alive: $alive}' "$out/summary.json" | tee "$out/summary.pretty.json"
 jq -e --arg alive "$alive" '.failure_count == 0 and .tench_after.status == 200 and .tench_after.synset == "n01440764"
   and .rss_ratio <= 1.3 and $alive == "yes"' "$out/summary.json" >/dev/null || { echo "fuzz-http: FAIL"; exit 1; }

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The service's CPU cost (issue 9, bar 4), from the process's own CPU time (/proc/PID/stat utime+stime):
 #   1. idle: `edgevit run` with Trigger:Mode=http, Threads=2, a 5 fps synthetic camera, no requests after a short
-#      warm-up (5 empty POST /v1/classify, so the engine and its workers have run): % of one core over IDLE_S seconds,
-#      split into the engine's worker threads and the rest (the camera keeps capturing in http mode);
+#      warm-up (5 empty POST /v1/classify, so the engine and its workers have run). The camera goes to standby after
+#      Trigger:StandbyAfterMs (default 10 s) without requests: % of one core over the IDLE_S seconds after the last
+#      request (standby delay included) and over IDLE_S seconds in standby, split into the engine's worker threads and
+#      the rest, with every thread's wake-ups (context switches) in standby; then the latency of the request that
+#      reopens the camera;
 #   2. paced: the synthetic camera at 5 fps, Trigger continuous, Threads=2 and then Threads=1: CPU ms per classified
 #      frame over PACED_S seconds (after 10 s of warm-up), with the service's own infer p50 from the verdicts;
 #   3. the single-thread inference time: `edgevit bench --threads 1` (EdgeViT median ms).
@@ -10,60 +13,81 @@
 # usage: bench/service-cpu.sh [OUT_DIR] [IDLE_S PACED_S]   (EDGEVIT_SHARED overrides ../shared)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-shared=${EDGEVIT_SHARED:-../shared}
 out=${1:-artifacts/service-cpu}
 idle_s=${2:-30} paced_s=${3:-30}
-port=18094
-mkdir -p "$out"
-model=$shared/models/deit_tiny_patch16_224.safetensors
-dotnet build src/EdgeHost -c Release -nologo -clp:ErrorsOnly >/dev/null
-edgevit=(dotnet src/EdgeHost/bin/Release/net10.0/edgevit.dll)
+port=18097
+# shellcheck source=bench/lib/service.sh
+source bench/lib/service.sh
 tick=$(getconf CLK_TCK)
+camera=(Source:Kind=synthetic Source:Width=640 Source:Height=480 Source:Fps=5)
 
-pid=""
-cleanup() { [ -z "$pid" ] || kill "$pid" 2>/dev/null || true; wait 2>/dev/null || true; }
-trap cleanup EXIT
-status() { curl -sf "http://127.0.0.1:$port/v1/status"; }
-cpu_ms() { awk -v t="$tick" '{ sub(/^.*\) /, ""); print ($12 + $13) * 1000 / t }' "/proc/$pid/stat"; }
+cpu_ms() { awk -v t="$tick" '{ sub(/^.*\) /, ""); print ($12 + $13) * 1000 / t }' "/proc/$service_pid/stat"; }
 workers_ms() { # CPU ms of the engine's pool threads (named edgevit-worker-N)
   local sum=0 d
-  for d in /proc/"$pid"/task/*; do
+  for d in /proc/"$service_pid"/task/*; do
     [[ "$(cat "$d/comm" 2>/dev/null)" == edgevit-worker* ]] || continue
     sum=$((sum + $(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "$d/stat")))
   done
   echo $((sum * 1000 / tick))
 }
-
-start_service() { # start_service KEY=VALUE...
-  "${edgevit[@]}" run Model="$model" Source:Kind=synthetic Source:Width=640 Source:Height=480 \
-    Http:Urls="http://127.0.0.1:$port" Telemetry:Otlp=off "$@" >"$out/service.log" 2>&1 &
-  pid=$!
-  for _ in $(seq 150); do status >/dev/null 2>&1 && return; sleep 0.2; done
-  echo "service did not become ready; see $out/service.log" >&2; exit 1
+wakeups() { # "thread-name sleeps" per thread: voluntary context switches so far (each one is a sleep, and a wake-up
+  # after it); involuntary ones are preemption and the thread pool's sched_yield spinning, which a loaded machine inflates
+  local d
+  for d in /proc/"$service_pid"/task/*; do
+    awk -v name="$(tr ' ' '_' <"$d/comm" 2>/dev/null)" '/^voluntary_ctxt_switches/ { print name, $2 }' "$d/status" 2>/dev/null || true
+  done
 }
-stop_service() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""; sleep 1; }
+thread_ms() { # "thread-name/tid cpu_ms" per thread
+  local d
+  for d in /proc/"$service_pid"/task/*; do
+    awk -v name="$(tr ' ' '_' <"$d/comm" 2>/dev/null)/${d##*/}" -v t="$tick" '{ sub(/^.*\) /, ""); print name, ($12 + $13) * 1000 / t }' "$d/stat" 2>/dev/null || true
+  done
+}
+by_thread() { # by_thread BEFORE AFTER SECONDS FORMAT: the growth per thread, largest first; threads that ended meanwhile
+  # (their CPU is gone with them) are named after the list
+  awk -v s="$3" -v f="$4" 'NR == FNR { a[$1] += $2; next } { b[$1] += $2 }
+    END { for (k in b) if (b[k] - a[k] > 0) printf f, k, (b[k] - a[k]) / s; for (k in a) if (!(k in b)) gone = gone " " k
+          if (gone != "") printf "    (ended meanwhile:%s)\n", gone }' "$1" "$2" | sort -k2 -rn
+}
+now() { date +%s.%N; }
+pct() { echo "100 * ($2 - $1) / (1000 * ($4 - $3))" | bc -l; } # pct CPU0 CPU1 T0 T1
+classify_source_frame() { curl -sf -o /dev/null -w '%{time_total}' -X POST --data-binary '' "http://127.0.0.1:$port/v1/classify"; }
+sleep_until() { local left; left=$(echo "$1 - $(now)" | bc -l); (( $(echo "$left > 0" | bc -l) )) && sleep "$left"; return 0; }
 
 # 1. Idle.
-start_service Threads=2 Trigger:Mode=http Source:Fps=5 Results:Sink=none
-for _ in 1 2 3 4 5; do curl -sf -X POST --data-binary '' "http://127.0.0.1:$port/v1/classify" >/dev/null; done
-sleep 2
-c0=$(cpu_ms); w0=$(workers_ms); t0=$(date +%s.%N)
-sleep "$idle_s"
-c1=$(cpu_ms); w1=$(workers_ms); t1=$(date +%s.%N)
-idle_pct=$(echo "100 * ($c1 - $c0) / (1000 * ($t1 - $t0))" | bc -l)
-printf 'idle, Threads=2, Trigger http, 5 fps camera: %.0f ms CPU in %.1f s = %.2f %% of one core (engine workers: %d ms)\n' \
-  "$(echo "$c1 - $c0" | bc -l)" "$(echo "$t1 - $t0" | bc -l)" "$idle_pct" "$((w1 - w0))"
+start_service Threads=2 Trigger:Mode=http "${camera[@]}" Results:Sink=none
+for _ in 1 2 3 4 5; do warm=$(classify_source_frame); done
+c0=$(cpu_ms); t0=$(now); thread_ms >"$out/cpu-0.txt"
+for _ in $(seq 600); do [ "$(status | jq .source.standby)" = true ] && break; sleep 0.1; done
+[ "$(status | jq .source.standby)" = true ] || { echo "the camera did not go to standby; see $out/service.log" >&2; exit 1; }
+cs=$(cpu_ms); ws=$(workers_ms); ts=$(now); captured_s=$(status | jq .counters.captured); wakeups >"$out/wakeups-start.txt"
+sleep_until "$(echo "$t0 + $idle_s" | bc -l)"
+c1=$(cpu_ms); t1=$(now); thread_ms >"$out/cpu-1.txt"
+sleep_until "$(echo "$ts + $idle_s" | bc -l)"
+c2=$(cpu_ms); w2=$(workers_ms); t2=$(now); captured_e=$(status | jq .counters.captured); wakeups >"$out/wakeups-end.txt"
+reopen=$(classify_source_frame)
+printf 'idle, Threads=2, Trigger http, 5 fps camera: standby %.1f s after the last request\n' "$(echo "$ts - $t0" | bc -l)"
+printf '  %.1f s after the last request: %.0f ms CPU = %.2f %% of one core\n' "$(echo "$t1 - $t0" | bc -l)" "$(echo "$c1 - $c0" | bc -l)" "$(pct "$c0" "$c1" "$t0" "$t1")"
+printf '  %.1f s in standby: %.0f ms CPU = %.2f %% of one core (engine workers: %d ms); frames captured meanwhile: %d\n' \
+  "$(echo "$t2 - $ts" | bc -l)" "$(echo "$c2 - $cs" | bc -l)" "$(pct "$cs" "$c2" "$ts" "$t2")" "$((w2 - ws))" "$((captured_e - captured_s))"
+echo "  CPU by thread over the $idle_s s after the last request (ms; threads with none left out):"
+by_thread "$out/cpu-0.txt" "$out/cpu-1.txt" 1 "    %-28s %6.0f ms\n"
+echo "  wake-ups in standby by thread (voluntary context switches per second; threads with none left out):"
+by_thread "$out/wakeups-start.txt" "$out/wakeups-end.txt" "$(echo "$t2 - $ts" | bc -l)" "    %-28s %6.2f /s\n"
+printf '  POST /v1/classify (empty): %.0f ms while capturing, %.0f ms from standby (camera reopened)\n' \
+  "$(echo "$warm * 1000" | bc -l)" "$(echo "$reopen * 1000" | bc -l)"
 stop_service
 
 # 2. Paced at 5 fps.
 paced() { # paced THREADS -> prints "cpu_per_frame_ms frames infer_p50_ms"
-  start_service Threads="$1" Source:Fps=5 Results:Sink=file Results:Path="$out/verdicts-t$1.jsonl"
+  start_service Threads="$1" "${camera[@]}" Results:Sink=file Results:Path="$out/verdicts-t$1.jsonl"
   sleep 10
   local c0 f0 c1 f1
   c0=$(cpu_ms); f0=$(status | jq .counters.classified)
   sleep "$paced_s"
   c1=$(cpu_ms); f1=$(status | jq .counters.classified)
   stop_service
+  sleep 1 # the port is free again
   local p50
   p50=$(python3 -c 'import json,sys
 v=[json.loads(l)["latency_ms"]["infer"] for l in open(sys.argv[1])][20:]

@@ -7,16 +7,11 @@
 # usage: bench/service-load.sh [OUT_DIR] [QUIET_S LOAD_S RECOVER_S]   (EDGEVIT_SHARED overrides ../shared)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-shared=${EDGEVIT_SHARED:-../shared}
 out=${1:-artifacts/service-load}
 quiet=${2:-20} load=${3:-30} recover=${4:-40}
 port=18093
-mkdir -p "$out"
-model=$shared/models/deit_tiny_patch16_224.safetensors
-images=$shared/data/imagenet-sample/images
-synsets=$shared/data/imagenet-sample/synsets.txt
-dotnet build src/EdgeHost -c Release -nologo -clp:ErrorsOnly >/dev/null
-edgevit=(dotnet src/EdgeHost/bin/Release/net10.0/edgevit.dll)
+# shellcheck source=bench/lib/service.sh
+source bench/lib/service.sh
 
 thresholds=artifacts/rctp/deit_tiny.thresholds.json # bench/rctp.sh's full calibration, when it has been run
 if [ ! -f "$thresholds" ]; then
@@ -25,25 +20,16 @@ if [ ! -f "$thresholds" ]; then
       --limit 100 --budgets 0.40:1.00:0.05 --threads 2 --out "$thresholds" >/dev/null
 fi
 
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+load_pid=""
+cleanup() { [ -z "$load_pid" ] || [ "$load_pid" = stopped ] || kill "$load_pid" 2>/dev/null || true; stop_service; }
 trap cleanup EXIT
-status() { curl -sf "http://127.0.0.1:$port/v1/status"; }
-
-start_service() { # start_service KEY=VALUE...
-  "${edgevit[@]}" run Model="$model" Thresholds="$thresholds" Synsets="$synsets" Threads=1 \
-    Source:Kind=synthetic Source:Width=640 Source:Height=480 Source:Fps=30 Results:Sink=none Http:Urls="http://127.0.0.1:$port" Telemetry:Otlp=off "$@" \
-    >"$out/service.log" 2>&1 &
-  pids+=($!)
-  for _ in $(seq 100); do status >/dev/null 2>&1 && return; sleep 0.2; done
-  echo "service did not become ready; see $out/service.log" >&2; exit 1
-}
+camera=(Thresholds="$thresholds" Synsets="$synsets" Threads=1 Source:Kind=synthetic Source:Width=640 Source:Height=480 Source:Fps=30)
 
 # 1. The unloaded dense p95 sets the target: 1.3x, so the quiet machine runs (nearly) dense and the loaded one cannot.
 # (The controller's latency is decode + preprocess + infer; taken here from the verdicts after 20 warm-up frames.)
-start_service Budget:Mode=fixed Budget:Target=1.0 Results:Sink=file Results:Path="$out/dense-verdicts.jsonl"
+start_service "${camera[@]}" Budget:Mode=fixed Budget:Target=1.0 Results:Sink=file Results:Path="$out/dense-verdicts.jsonl"
 sleep 12
-kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true; pids=()
+stop_service
 dense_p95=$(python3 -c 'import json,sys
 v=[json.loads(l)["latency_ms"] for l in open(sys.argv[1])][20:]
 t=sorted(x["decode"]+x["preprocess"]+x["infer"] for x in v)
@@ -53,9 +39,8 @@ target=$(echo "$dense_p95 * 1.3" | bc -l | xargs printf '%.1f')
 echo "unloaded dense p95 ${dense_p95} ms -> target p95 ${target} ms"
 
 # 2. Latency mode: quiet, loaded, quiet again.
-start_service Budget:Mode=latency Budget:TargetP95Ms="$target"
+start_service "${camera[@]}" Results:Sink=none Budget:Mode=latency Budget:TargetP95Ms="$target"
 t0=$(date +%s.%N)
-load_pid=""
 echo "t_s,load,active_budget,active_gflops,p95_ms,switches" >"$out/trace.csv"
 end=$((quiet + load + recover))
 while :; do
@@ -68,7 +53,7 @@ def spin():
     while True: hashlib.sha256(b).digest()
 ts=[threading.Thread(target=spin,daemon=True) for _ in range(2)]
 [t.start() for t in ts]; [t.join() for t in ts]' &
-    load_pid=$!; pids+=("$load_pid")
+    load_pid=$!
   fi
   if [ -n "$load_pid" ] && (( $(echo "$now >= $quiet + $load" | bc -l) )); then kill "$load_pid" 2>/dev/null || true; load_pid=stopped; fi
   loaded=0; [ -n "$load_pid" ] && [ "$load_pid" != stopped ] && loaded=1

@@ -6,29 +6,18 @@
 # usage: bench/service-soak.sh [OUT_DIR] [DURATION_S]   (EDGEVIT_SHARED overrides ../shared)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-shared=${EDGEVIT_SHARED:-../shared}
 out=${1:-artifacts/service-soak}
 duration=${2:-600}
 port=18094
-mkdir -p "$out"
+# shellcheck source=bench/lib/service.sh
+source bench/lib/service.sh
 rm -f "$out"/verdicts.jsonl*
-model=$shared/models/deit_tiny_patch16_224.safetensors
 thresholds=artifacts/rctp/deit_tiny.thresholds.json
 [ -f "$thresholds" ] || thresholds=artifacts/service-load/deit_tiny.thresholds.json
 budget=()
 if [ -f "$thresholds" ]; then budget=(Thresholds="$thresholds" Budget:Mode=fixed Budget:Target=0.7); fi
-dotnet build src/EdgeHost -c Release -nologo -clp:ErrorsOnly >/dev/null
-# As deploy/systemd/edgevit.service runs it (a fixed glibc mmap threshold keeps decoder buffers from fragmenting arenas).
-export MALLOC_MMAP_THRESHOLD_=${MALLOC_MMAP_THRESHOLD_:-131072}
-
-dotnet src/EdgeHost/bin/Release/net10.0/edgevit.dll run Model="$model" Synsets="$shared/data/imagenet-sample/synsets.txt" \
-  "${budget[@]}" Threads=1 Source:Kind=folder Source:Folder="$shared/data/imagenet-sample/images" \
-  Results:Sink=file Results:Path="$out/verdicts.jsonl" Results:MaxBytes=1073741824 Results:MaxFiles=2 \
-  Http:Urls="http://127.0.0.1:$port" Telemetry:Otlp=off >"$out/service.log" 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null || true' EXIT
-status() { curl -sf "http://127.0.0.1:$port/v1/status"; }
-for _ in $(seq 100); do status >/dev/null 2>&1 && break; sleep 0.2; done
+start_service Synsets="$synsets" "${budget[@]}" Threads=1 Source:Kind=folder Source:Folder="$images" \
+  Results:Sink=file Results:Path="$out/verdicts.jsonl" Results:MaxBytes=1073741824 Results:MaxFiles=2
 
 echo "t_s,classified,captured,dropped,errors,rss_mib,heap_mib,live_mib,allocated_mib,gen0,gen1,gen2" >"$out/samples.csv"
 start=$(date +%s)
@@ -40,7 +29,7 @@ while :; do
   [ "$t" -ge "$duration" ] && break
   sleep 10
 done
-kill -TERM $pid; wait $pid 2>/dev/null || true # SIGTERM: the frame in flight finishes and its verdict is written
+stop_service # SIGTERM: the frame in flight finishes and its verdict is written
 
 python3 - "$out" <<'PY'
 import csv, glob, json, sys

@@ -161,16 +161,16 @@ public sealed class BudgetController
     public string? Check(BudgetSettings s)
     {
         static string F(double v) => v.ToString("0.###", CultureInfo.InvariantCulture);
-        if (s.Mode == BudgetMode.Latency)
-            return s.TargetP95Ms > 0 && double.IsFinite(s.TargetP95Ms) ? null : $"targetP95Ms must be > 0 (got {F(s.TargetP95Ms)})";
+        // Ranges have one home, the attributes of BudgetOptions (configuration and PUT /v1/budget are checked by
+        // them too); this adds only what depends on the catalog.
+        if (EdgeVitOptionsValidator.CheckSection(s.ToOptions(), "") is [var range, ..]) return range;
+        if (s.Mode == BudgetMode.Latency) return null;
         if (s.TargetGFlops is double g)
         {
-            if (!(g > 0) || !double.IsFinite(g)) return $"targetGflops must be > 0 (got {F(g)})";
             if (s.Mode == BudgetMode.Fixed ? Catalog.ForGFlops(g) is null : g < Catalog.Cheapest.GFlops)
                 return $"targetGflops {F(g)} is below the cheapest threshold set ({F(Catalog.Cheapest.GFlops)} GFLOPs)";
             return null;
         }
-        if (!(s.Target > 0 && s.Target <= 1)) return $"target must be a fraction of dense FLOPs in (0, 1] (got {F(s.Target)})";
         if (s.Mode == BudgetMode.Fixed && Catalog.ForBudget(s.Target) is null)
             return $"target {F(s.Target)} is below the lowest calibrated budget {F(Catalog.MinBudget)}";
         if (s.Mode == BudgetMode.Flops && TargetGFlops(s) < Catalog.Cheapest.GFlops)

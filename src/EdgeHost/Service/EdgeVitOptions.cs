@@ -125,6 +125,12 @@ public sealed class TriggerOptions
 
     [IntRange(1, 86_400_000)] public int IntervalMs { get; set; } = 1000;
 
+    /// <summary>
+    /// Mode http: close the source (camera off, no capture) after this long without a request; the next request opens
+    /// it again and classifies a frame captured after it arrived. 0 = capture all the time. Read at start-up.
+    /// </summary>
+    [IntRange(0, 86_400_000)] public int StandbyAfterMs { get; set; } = 10_000;
+
     public GpioOptions Gpio { get; set; } = new();
 }
 

@@ -118,15 +118,26 @@ public sealed class FrameLoop : BackgroundService, IHostedLifecycleService
     {
         var watchdog = _watchdog.Enabled && _trigger is not ContinuousTrigger ? _watchdog : null;
         var tick = watchdog is null ? TimeSpan.FromMilliseconds(500) : TimeSpan.FromTicks(Math.Min(watchdog.Period.Ticks / 4, TimeSpan.TicksPerSecond / 2));
-        using var timer = new PeriodicTimer(tick);
         long seen = _status.Captured, errors = 0; // failures before this loop started count too
-        while (await timer.WaitForNextTickAsync(stop))
+        while (!stop.IsCancellationRequested)
         {
-            long now = _status.Captured, failed = _status.SourceErrors;
-            if (failed > errors) _metrics.Error(EdgeVitMetrics.ErrorKinds.Source, failed - errors);
-            errors = failed;
-            if (watchdog is not null && (now != seen || _status.SourceNotNeeded)) watchdog.Progress();
-            seen = now;
+            // Source standby without a watchdog to ping: nothing can fail or progress, so no timer wakes the process.
+            var changed = _sessions.ChangedAsync(stop);
+            if (watchdog is null && _status.SourceStandby)
+            {
+                await changed;
+                continue;
+            }
+            using var timer = new PeriodicTimer(tick);
+            while (await timer.WaitForNextTickAsync(stop))
+            {
+                long now = _status.Captured, failed = _status.SourceErrors;
+                if (failed > errors) _metrics.Error(EdgeVitMetrics.ErrorKinds.Source, failed - errors);
+                errors = failed;
+                if (watchdog is not null && (now != seen || _status.SourceNotNeeded || _status.SourceStandby)) watchdog.Progress();
+                seen = now;
+                if (watchdog is null && _status.SourceStandby) break;
+            }
         }
     }
 

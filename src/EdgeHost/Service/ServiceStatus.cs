@@ -50,12 +50,15 @@ public sealed class ServiceStatus
     private volatile string? _lastSourceError;
 
     public CaptureSession? Session => _session;
-    public string SourceName => _session?.Source.Name ?? "";
+    /// <summary>Trigger:Mode http with no request for Trigger:StandbyAfterMs: the source is closed until the next request.</summary>
+    public bool SourceStandby => _standbyName is not null;
+    private volatile string? _standbyName;
+    public string SourceName => _session?.Source.Name ?? _standbyName ?? "";
     public bool SourceOpen => _session is { } s && (s.Loop.IsStreaming || (s.OpenedBefore && s.Loop.Errors == 0 && !s.Ended));
     public bool SourceEnded => _session is { } s && s.Ended && s.Loop.Fault is null;
     public string? SourceError => _session?.Loop.LastError ?? _lastSourceError;
 
-    public bool Ready => ModelLoaded && (SourceNotNeeded || SourceOpen || SourceEnded);
+    public bool Ready => ModelLoaded && (SourceNotNeeded || SourceStandby || SourceOpen || SourceEnded);
 
     public long Captured => Interlocked.Read(ref _capturedBefore) + (_session?.Loop.Frames ?? 0);
     public long Dropped => Interlocked.Read(ref _droppedBefore) + (_session?.Queue.Dropped ?? 0);
@@ -74,7 +77,21 @@ public sealed class ServiceStatus
     public long OnRequest() => Interlocked.Increment(ref _requests);
     public void OnRejected() => Interlocked.Increment(ref _rejected);
 
-    public void StartSession(CaptureSession session) => _session = session;
+    public void StartSession(CaptureSession session)
+    {
+        _session = session;
+        _standbyName = null;
+    }
+
+    /// <summary>A session closed for want of requests: counters folded in, its source named until the next one starts.</summary>
+    /// <param name="healthy">The source was streaming when it was closed: its past errors are history, not news.</param>
+    public void Standby(CaptureSession session, bool healthy)
+    {
+        if (!ReferenceEquals(_session, session)) return;
+        _standbyName = session.Name;
+        EndSession(session);
+        if (healthy) _lastSourceError = null;
+    }
 
     /// <summary>Folds a finished session's counters into the totals.</summary>
     public void EndSession(CaptureSession session)

@@ -19,8 +19,7 @@ public sealed class CaptureLoopTests
             Assert.True(frame.Sequence > last);
             last = frame.Sequence;
             taken++;
-            await Task.Delay(12);   // slower than capture: some frames are dropped
-            queue.Release(frame);
+            queue.Release(frame); // whether this consumer keeps up or not, every frame is taken or dropped (below)
         }
         await loop.Completion;
         Assert.Equal(40, loop.Frames);
@@ -30,6 +29,57 @@ public sealed class CaptureLoopTests
         Assert.Equal(40, last);   // the newest frame is never lost
         Assert.Null(loop.Fault);
         Assert.True(source.Pool.Created <= 4, $"{source.Pool.Created} frames allocated");
+    }
+
+    /// <summary>A source that delivers a frame only when the test permits one, and says when the loop asks for the next.</summary>
+    private sealed class GatedSource : IFrameSource
+    {
+        private readonly SemaphoreSlim _permits = new(0), _asked = new(0);
+        private long _sequence;
+        public string Name => "gated";
+        public ValueTask OpenAsync(CancellationToken ct) => ValueTask.CompletedTask;
+        public async ValueTask<Frame?> NextAsync(CancellationToken ct)
+        {
+            _asked.Release(); // the loop has published the previous frame (it publishes, then asks)
+            await _permits.WaitAsync(ct);
+            return Interlocked.Read(ref _sequence) >= Last ? null : ScriptedSource.MakeFrame(Interlocked.Increment(ref _sequence));
+        }
+        public long Last { get; init; } = long.MaxValue;
+        /// <summary>Lets one frame out and waits until the loop has published it.</summary>
+        public async Task DeliverAsync()
+        {
+            _permits.Release();
+            Assert.True(await _asked.WaitAsync(TimeSpan.FromSeconds(10)), "the capture loop did not ask for the next frame");
+        }
+        public Task<bool> FirstAskAsync() => _asked.WaitAsync(TimeSpan.FromSeconds(10));
+        /// <summary>Lets the end (null) out: the loop completes and asks no more.</summary>
+        public void End() => _permits.Release();
+        public void Release(Frame frame) { }
+        public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+    }
+
+    [Fact]
+    public async Task AConsumerThatFallsBehindGetsTheNewestFrameAndTheRestAreDropped()
+    {
+        var source = new GatedSource { Last = 4 };
+        using var queue = new LatestFrameQueue(source);
+        await using var loop = new CaptureLoop(source, queue);
+        loop.Start();
+        Assert.True(await source.FirstAskAsync());
+        await source.DeliverAsync();                              // frame 1
+        var first = (await queue.TakeAsync())!;
+        Assert.Equal(1, first.Sequence);
+        await source.DeliverAsync();                              // frame 2 waits...
+        await source.DeliverAsync();                              // ...and frame 3 replaces it while the consumer is busy
+        Assert.Equal((3L, 1L), (queue.Published, queue.Dropped));
+        queue.Release(first);
+        Assert.Equal(3, (await queue.TakeAsync())!.Sequence);     // the newest, not the oldest
+        await source.DeliverAsync();                              // frame 4, taken at once
+        Assert.Equal(4, (await queue.TakeAsync())!.Sequence);
+        source.End();
+        await loop.Completion.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Null(await queue.TakeAsync());
+        Assert.Equal((4L, 1L, 3L), (loop.Frames, queue.Dropped, queue.Taken));
     }
 
     [Fact]

@@ -87,6 +87,42 @@ public sealed class FolderAndSyntheticSourceTests : IDisposable
         Assert.Equal(5, count);
     }
 
+    [Theory]
+    [InlineData(64, 48)]
+    [InlineData(33, 17)]  // rows not a multiple of the vector width
+    [InlineData(5, 3)]    // smaller than one vector
+    [InlineData(640, 480)]
+    public async Task SyntheticFramesAreThePatternDrawnPixelByPixel(int width, int height)
+    {
+        await using var source = new SyntheticFrameSource(new SyntheticOptions { Width = width, Height = height, Fps = null });
+        await source.OpenAsync(default);
+        var expected = new byte[width * height * 3];
+        for (long n = 1; n <= 70; n++) // past a full wrap of the colour shift (64 frames) and square bounces
+        {
+            var frame = (await source.NextAsync(default))!;
+            Assert.Equal(n, frame.Sequence);
+            SyntheticFrameSource.Draw(expected, width, height, n);
+            Assert.True(expected.AsSpan().SequenceEqual(frame.Data), $"frame {n} of {width}x{height} differs from Draw");
+            source.Release(frame);
+        }
+    }
+
+    [Fact]
+    public async Task SyntheticFramesAllocateNothingOnceWarm()
+    {
+        await using var source = new SyntheticFrameSource(new SyntheticOptions { Width = 640, Height = 480, Fps = null });
+        await source.OpenAsync(default);
+        long bytes = Support.SteadyAllocation.Bytes(() =>
+        {
+            for (int i = 0; i < 8; i++)
+            {
+                var frame = source.NextAsync(default).Result!;
+                source.Release(frame);
+            }
+        });
+        Assert.Equal(0, bytes);
+    }
+
     [Fact]
     public async Task SyntheticRateIsPaced()
     {

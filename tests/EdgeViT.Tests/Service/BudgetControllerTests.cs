@@ -180,7 +180,14 @@ public class BudgetControllerTests(ITestOutputHelper output)
         var ex = Assert.Throws<ArgumentException>(() => c.Apply(new BudgetSettings { Mode = BudgetMode.Fixed, Target = 0.1 }));
         Assert.Contains("below the lowest calibrated budget 0.3", ex.Message);
         Assert.True(c.Current.IsDense); // a rejected change leaves the active set alone
-        Assert.Throws<ArgumentException>(() => c.Apply(new BudgetSettings { Mode = BudgetMode.Latency, TargetP95Ms = -5 }));
+        // Ranges come from BudgetOptions' attributes, the same rules as configuration and PUT /v1/budget.
+        ex = Assert.Throws<ArgumentException>(() => c.Apply(new BudgetSettings { Mode = BudgetMode.Latency, TargetP95Ms = -5 }));
+        Assert.Equal("TargetP95Ms must be > 0 (got -5)", ex.Message);
+        ex = Assert.Throws<ArgumentException>(() => c.Apply(new BudgetSettings { Mode = BudgetMode.Fixed, Target = 1.5 }));
+        Assert.Equal("Target must be <= 1 (got 1.5)", ex.Message);
+        ex = Assert.Throws<ArgumentException>(() => c.Apply(new BudgetSettings { Mode = BudgetMode.Flops, TargetGFlops = double.NaN }));
+        Assert.Equal("TargetGFlops must be a finite number (got NaN)", ex.Message);
+        Assert.True(c.Current.IsDense);
     }
 
     [Fact]

@@ -39,6 +39,7 @@ public class ConfigurationTests
     [InlineData("Budget:Target=abc", "Budget:Target must be a number (got 'abc')")]
     [InlineData("Source:Kind=folder", "Source:Folder is required when Source:Kind is folder")]
     [InlineData("Trigger:Mode=gpio", "Trigger:Gpio:Pin is required when Trigger:Mode is gpio (got -1)")]
+    [InlineData("Trigger:StandbyAfterMs=-1", "Trigger:StandbyAfterMs must be >= 0 (got -1)")]
     [InlineData("Results:Sink=file", "Results:Path is required when Results:Sink is file")]
     [InlineData("Http:Urls=ftp://x", "Http:Urls has an invalid URL (got 'ftp://x')")]
     public async Task AnInvalidValueStopsStartUpWithOneLineNamingTheKey(string setting, string expected)

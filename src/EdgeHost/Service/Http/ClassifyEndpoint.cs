@@ -59,13 +59,20 @@ public static class ClassifyEndpoint
             {
                 var sessions = sp.GetRequiredService<SourceSessions>();
                 var trigger = sp.GetRequiredService<ITrigger>();
-                if (trigger is not OnRequestTrigger || sessions.Current is null)
+                if (trigger is not OnRequestTrigger || !sessions.HasSource)
                 {
                     await Fail(400, "request body is empty: POST an image (JPEG/PNG)" +
-                        (sessions.Current is null ? "" : "; frames from the source are classified by the " + EdgeVitOptionsValidator.Name(sp.GetRequiredService<EdgeVitOptions>().Trigger.Mode) + " trigger"));
+                        (!sessions.HasSource ? "" : "; frames from the source are classified by the " + EdgeVitOptionsValidator.Name(sp.GetRequiredService<EdgeVitOptions>().Trigger.Mode) + " trigger"));
                     return;
                 }
-                if (await sessions.NextFrameAsync(TimeSpan.FromSeconds(10), ctx.RequestAborted) is not { } captured)
+                CapturedFrame? next;
+                try { next = await sessions.NextFrameAsync(TimeSpan.FromSeconds(10), ctx.RequestAborted); }
+                catch (EdgeViT.Capture.FrameSourceException ex) // opening the source after standby failed
+                {
+                    await Fail(503, $"source {status.SourceName} could not be opened: {ex.Message}");
+                    return;
+                }
+                if (next is not { } captured)
                 {
                     await Fail(503, $"no frame from source {status.SourceName} within 10 s");
                     return;

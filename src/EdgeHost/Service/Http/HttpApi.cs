@@ -11,7 +11,7 @@ namespace EdgeViT.Host.Service;
 /// Every response is JSON; every failure is <c>{"error": "...one line..."}</c>, never an unhandled exception.
 /// <list type="bullet">
 /// <item>GET /healthz — 200 while the process serves requests (no key needed).</item>
-/// <item>GET /readyz — 200 when the model is loaded and the source open (or not needed), else 503 with reasons.</item>
+/// <item>GET /readyz — 200 when the model is loaded and the source open (or in standby, or not needed), else 503 with reasons.</item>
 /// <item>GET /v1/status — counters, source, trigger, active budget and set, process memory, uptime.</item>
 /// <item>POST /v1/classify — <see cref="ClassifyEndpoint"/>.</item>
 /// <item>GET|PUT /v1/budget — <see cref="BudgetEndpoints"/>.</item>
@@ -39,6 +39,7 @@ public static class HttpApi
             w.WriteBoolean("model_loaded", s.ModelLoaded);
             w.WriteBoolean("source_open", s.SourceOpen || s.SourceNotNeeded);
             if (s.SourceEnded) w.WriteBoolean("source_ended", true);
+            if (s.SourceStandby) w.WriteBoolean("source_standby", true);
             if (s.SourceError is { } e && !s.SourceOpen) w.WriteString("source_error", e);
             foreach (var part in ctx.RequestServices.GetServices<IStatusContributor>()) part.WriteReadiness(w);
         });
@@ -71,6 +72,7 @@ public static class HttpApi
             w.WriteString("name", s.SourceName);
             w.WriteBoolean("open", s.SourceOpen);
             w.WriteBoolean("ended", s.SourceEnded);
+            w.WriteBoolean("standby", s.SourceStandby);
             if (s.SourceError is { } e) w.WriteString("last_error", e);
             w.WriteEndObject();
             w.WriteStartObject("trigger");

@@ -71,12 +71,14 @@ public static class Int8Kernels
     /// Rows per microkernel call: 12 with 32 vector registers, 6 with 16 (AVX2), 4 scalar. AVX-VNNI is VEX-encoded,
     /// so vpdpbusd reaches only ymm0-15 even on AVX-512 CPUs: 6 rows (12 accumulators + 2 B + 1 broadcast).
     /// </summary>
+    private static int VnniRows = Avx512F.IsSupported ? 8 : 6; // EXPERIMENT
     public static int RowBlock(Int8Kernel kernel) => kernel switch
     {
         Int8Kernel.Scalar => 4,
         Int8Kernel.Madd512 or Int8Kernel.ArmDot => 12,
         Int8Kernel.ArmWiden => 8,
         Int8Kernel.Madd128 or Int8Kernel.Madd256 => Avx512F.IsSupported ? 12 : 6,
+        Int8Kernel.Vnni256 => VnniRows,
         _ => 6,
     };
 

@@ -1,4 +1,5 @@
 using System.Numerics;
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using EdgeViT.Kernels.Parallel;
 using EdgeViT.Kernels.Simd;
@@ -233,32 +234,38 @@ public static unsafe class Int8Gemm
         }
     }
 
+    /// <summary>
+    /// Row blocks outer, panels inner: a block's activation rows (a few hundred bytes per row) stay in L1 while the
+    /// panels stream past, its output rows are written whole, and fc1's GELU then runs once per row block over
+    /// the block's full width while it is still in L1 (one call instead of one per 16-column tile and row).
+    /// </summary>
     private static void RunRange<TOps, TAcc>(ref Job job, int p0, int p1, int m0, int m1)
         where TOps : IInt8Ops<TAcc> where TAcc : unmanaged
     {
         int w = 2 * TOps.Lanes, mr = Int8Kernels.RowBlock(job.Kernel);
         bool gelu = job.Epilogue == GemmEpilogue.Gelu && job.RawOut == null;
-        for (int p = p0; p < p1; p++)
+        int c0 = p0 * w, c1 = Math.Min(job.N, p1 * w);
+        for (int m = m0; m < m1; m += mr)
         {
-            byte* bp = job.B + (long)p * job.Groups * w * 4;
-            int cols = Math.Min(w, job.N - p * w);
-            int* corr = job.Corr != null ? job.Corr + p * w : null;
-            for (int m = m0; m < m1; m += mr)
-            {
-                int rows = Math.Min(mr, m1 - m);
-                byte* aq = job.Q + (long)m * job.Ldq;
-                if (job.RawOut != null)
-                {
-                    Int8Microkernel<TOps, TAcc>.Tile(rows, aq, job.Ldq, bp, job.Groups, null, job.Ldc,
-                        job.RawOut + (long)m * job.Ldc + p * w, null, null, null, corr, false, cols);
-                    continue;
-                }
-                float* cp = job.C + (long)m * job.Ldc + p * w;
-                Int8Microkernel<TOps, TAcc>.Tile(rows, aq, job.Ldq, bp, job.Groups, cp, job.Ldc, null,
-                    job.Scale + p * w, job.RowScale + m, job.Bias + p * w, corr, job.Accumulate, cols);
-                if (gelu)
-                    for (int r = 0; r < rows; r++) Elementwise.Gelu(job.EpilogueLevel, cp + (long)r * job.Ldc, cols);
-            }
+            int rows = Math.Min(mr, m1 - m);
+            for (int p = p0; p < p1; p++) Tile<TOps, TAcc>(ref job, p, m, rows, w);
+            if (gelu) Elementwise.Gelu(job.EpilogueLevel, job.C + (long)m * job.Ldc + c0, rows, c1 - c0, job.Ldc);
         }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Tile<TOps, TAcc>(ref Job job, int p, int m, int rows, int w)
+        where TOps : IInt8Ops<TAcc> where TAcc : unmanaged
+    {
+        byte* bp = job.B + (long)p * job.Groups * w * 4;
+        int cols = Math.Min(w, job.N - p * w);
+        int* corr = job.Corr != null ? job.Corr + p * w : null;
+        byte* aq = job.Q + (long)m * job.Ldq;
+        if (job.RawOut != null)
+            Int8Microkernel<TOps, TAcc>.Tile(rows, aq, job.Ldq, bp, job.Groups, null, job.Ldc,
+                job.RawOut + (long)m * job.Ldc + p * w, null, null, null, corr, false, cols);
+        else
+            Int8Microkernel<TOps, TAcc>.Tile(rows, aq, job.Ldq, bp, job.Groups, job.C + (long)m * job.Ldc + p * w, job.Ldc, null,
+                job.Scale + p * w, job.RowScale + m, job.Bias + p * w, corr, job.Accumulate, cols);
     }
 }

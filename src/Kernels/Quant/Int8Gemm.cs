@@ -119,12 +119,27 @@ public static unsafe class Int8Gemm
     {
         int i = 0, w = Vector<float>.Count;
         var m = Vector<float>.Zero;
+        float amax512 = 0f;
+        if (Vector512.IsHardwareAccelerated && n >= 16)
+        {
+            var m5 = Vector512<float>.Zero;
+            for (; i <= n - 16; i += 16) m5 = Vector512.Max(m5, Vector512.Abs(Vector512.Load(x + i)));
+            amax512 = MaxAcross(Vector256.Max(m5.GetLower(), m5.GetUpper()));
+        }
         if (Vector.IsHardwareAccelerated)
             for (; i <= n - w; i += w) m = Vector.Max(m, Vector.Abs(Vector.Load(x + i)));
-        float amax = 0f;
+        float amax = amax512;
         for (int j = 0; j < w; j++) amax = MathF.Max(amax, m[j]);
         for (; i < n; i++) amax = MathF.Max(amax, MathF.Abs(x[i]));
         return amax;
+    }
+
+    private static float MaxAcross(Vector256<float> v)
+    {
+        var h = Vector128.Max(v.GetLower(), v.GetUpper());
+        float r = 0f;
+        for (int j = 0; j < 4; j++) r = MathF.Max(r, h[j]);
+        return r;
     }
 
     /// <summary>q = clamp(round-half-even(x * inv), ±127), written in the kernel's layout; the K padding is q = 0.</summary>
@@ -132,6 +147,39 @@ public static unsafe class Int8Gemm
     {
         bool madd = Int8Kernels.IsMadd(kernel), offset = kernel == Int8Kernel.Vnni256;
         int i = 0, w = Vector<int>.Count;
+        // 512-bit first where the CPU has it (Vector<T> stays 256-bit on AVX-512 machines): same rounding, same bytes.
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var vinv = Vector512.Create(inv);
+            var hi = Vector512.Create((float)QuantizedLinear.MaxLevel);
+            var lo = -hi;
+            if (madd)
+            {
+                short* d16 = (short*)dst;
+                for (; i <= k - 32; i += 32)
+                {
+                    var q0 = Vector512.ConvertToInt32(Vector512.Min(hi, Vector512.Max(lo, Vector512.Round(Vector512.Load(x + i) * vinv))));
+                    var q1 = Vector512.ConvertToInt32(Vector512.Min(hi, Vector512.Max(lo, Vector512.Round(Vector512.Load(x + i + 16) * vinv))));
+                    Vector512.Narrow(q0, q1).Store(d16 + i);
+                }
+            }
+            else
+            {
+                var bias = Vector512.Create(unchecked((sbyte)0x80));
+                for (; i <= k - 64; i += 64)
+                {
+                    var s0 = Vector512.Narrow(
+                        Vector512.ConvertToInt32(Vector512.Min(hi, Vector512.Max(lo, Vector512.Round(Vector512.Load(x + i) * vinv)))),
+                        Vector512.ConvertToInt32(Vector512.Min(hi, Vector512.Max(lo, Vector512.Round(Vector512.Load(x + i + 16) * vinv)))));
+                    var s1 = Vector512.Narrow(
+                        Vector512.ConvertToInt32(Vector512.Min(hi, Vector512.Max(lo, Vector512.Round(Vector512.Load(x + i + 32) * vinv)))),
+                        Vector512.ConvertToInt32(Vector512.Min(hi, Vector512.Max(lo, Vector512.Round(Vector512.Load(x + i + 48) * vinv)))));
+                    var q = Vector512.Narrow(s0, s1);
+                    if (offset) q ^= bias;
+                    q.Store((sbyte*)dst + i);
+                }
+            }
+        }
         if (Vector.IsHardwareAccelerated)
         {
             var vinv = new Vector<float>(inv);

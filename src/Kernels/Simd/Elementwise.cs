@@ -135,7 +135,7 @@ public static unsafe class Elementwise
         for (; i < n; i++) x[i] = Gelu<ScalarOps, float>(x[i]);
     }
 
-    /// <summary>Exact GELU, x * Phi(x), as timm's nn.GELU.</summary>
+    /// <summary>GELU, x * Phi(x): timm's nn.GELU (the erf form, not the tanh one), to within 5e-7.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static TV Gelu<TOps, TV>(TV x) where TOps : IVectorOps<TV> where TV : unmanaged => TOps.Mul(x, Phi<TOps, TV>(x));
 

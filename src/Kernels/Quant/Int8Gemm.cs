@@ -1,4 +1,5 @@
 using System.Numerics;
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using EdgeViT.Kernels.Parallel;
 using EdgeViT.Kernels.Simd;
@@ -118,12 +119,27 @@ public static unsafe class Int8Gemm
     {
         int i = 0, w = Vector<float>.Count;
         var m = Vector<float>.Zero;
+        float amax512 = 0f;
+        if (Vector512.IsHardwareAccelerated && n >= 16)
+        {
+            var m5 = Vector512<float>.Zero;
+            for (; i <= n - 16; i += 16) m5 = Vector512.Max(m5, Vector512.Abs(Vector512.Load(x + i)));
+            amax512 = MaxAcross(Vector256.Max(m5.GetLower(), m5.GetUpper()));
+        }
         if (Vector.IsHardwareAccelerated)
             for (; i <= n - w; i += w) m = Vector.Max(m, Vector.Abs(Vector.Load(x + i)));
-        float amax = 0f;
+        float amax = amax512;
         for (int j = 0; j < w; j++) amax = MathF.Max(amax, m[j]);
         for (; i < n; i++) amax = MathF.Max(amax, MathF.Abs(x[i]));
         return amax;
+    }
+
+    private static float MaxAcross(Vector256<float> v)
+    {
+        var h = Vector128.Max(v.GetLower(), v.GetUpper());
+        float r = 0f;
+        for (int j = 0; j < 4; j++) r = MathF.Max(r, h[j]);
+        return r;
     }
 
     /// <summary>q = clamp(round-half-even(x * inv), ±127), written in the kernel's layout; the K padding is q = 0.</summary>
@@ -131,6 +147,39 @@ public static unsafe class Int8Gemm
     {
         bool madd = Int8Kernels.IsMadd(kernel), offset = kernel == Int8Kernel.Vnni256;
         int i = 0, w = Vector<int>.Count;
+        // 512-bit first where the CPU has it (Vector<T> stays 256-bit on AVX-512 machines): same rounding, same bytes.
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var vinv = Vector512.Create(inv);
+            var hi = Vector512.Create((float)QuantizedLinear.MaxLevel);
+            var lo = -hi;
+            if (madd)
+            {
+                short* d16 = (short*)dst;
+                for (; i <= k - 32; i += 32)
+                {
+                    var q0 = Vector512.ConvertToInt32(Vector512.Min(hi, Vector512.Max(lo, Vector512.Round(Vector512.Load(x + i) * vinv))));
+                    var q1 = Vector512.ConvertToInt32(Vector512.Min(hi, Vector512.Max(lo, Vector512.Round(Vector512.Load(x + i + 16) * vinv))));
+                    Vector512.Narrow(q0, q1).Store(d16 + i);
+                }
+            }
+            else
+            {
+                var bias = Vector512.Create(unchecked((sbyte)0x80));
+                for (; i <= k - 64; i += 64)
+                {
+                    var s0 = Vector512.Narrow(
+                        Vector512.ConvertToInt32(Vector512.Min(hi, Vector512.Max(lo, Vector512.Round(Vector512.Load(x + i) * vinv)))),
+                        Vector512.ConvertToInt32(Vector512.Min(hi, Vector512.Max(lo, Vector512.Round(Vector512.Load(x + i + 16) * vinv)))));
+                    var s1 = Vector512.Narrow(
+                        Vector512.ConvertToInt32(Vector512.Min(hi, Vector512.Max(lo, Vector512.Round(Vector512.Load(x + i + 32) * vinv)))),
+                        Vector512.ConvertToInt32(Vector512.Min(hi, Vector512.Max(lo, Vector512.Round(Vector512.Load(x + i + 48) * vinv)))));
+                    var q = Vector512.Narrow(s0, s1);
+                    if (offset) q ^= bias;
+                    q.Store((sbyte*)dst + i);
+                }
+            }
+        }
         if (Vector.IsHardwareAccelerated)
         {
             var vinv = new Vector<float>(inv);
@@ -233,32 +282,38 @@ public static unsafe class Int8Gemm
         }
     }
 
+    /// <summary>
+    /// Row blocks outer, panels inner: a block's activation rows (a few hundred bytes per row) stay in L1 while the
+    /// panels stream past, its output rows are written whole, and fc1's GELU then runs once per row block over
+    /// the block's full width while it is still in L1 (one call instead of one per 16-column tile and row).
+    /// </summary>
     private static void RunRange<TOps, TAcc>(ref Job job, int p0, int p1, int m0, int m1)
         where TOps : IInt8Ops<TAcc> where TAcc : unmanaged
     {
         int w = 2 * TOps.Lanes, mr = Int8Kernels.RowBlock(job.Kernel);
         bool gelu = job.Epilogue == GemmEpilogue.Gelu && job.RawOut == null;
-        for (int p = p0; p < p1; p++)
+        int c0 = p0 * w, c1 = Math.Min(job.N, p1 * w);
+        for (int m = m0; m < m1; m += mr)
         {
-            byte* bp = job.B + (long)p * job.Groups * w * 4;
-            int cols = Math.Min(w, job.N - p * w);
-            int* corr = job.Corr != null ? job.Corr + p * w : null;
-            for (int m = m0; m < m1; m += mr)
-            {
-                int rows = Math.Min(mr, m1 - m);
-                byte* aq = job.Q + (long)m * job.Ldq;
-                if (job.RawOut != null)
-                {
-                    Int8Microkernel<TOps, TAcc>.Tile(rows, aq, job.Ldq, bp, job.Groups, null, job.Ldc,
-                        job.RawOut + (long)m * job.Ldc + p * w, null, null, null, corr, false, cols);
-                    continue;
-                }
-                float* cp = job.C + (long)m * job.Ldc + p * w;
-                Int8Microkernel<TOps, TAcc>.Tile(rows, aq, job.Ldq, bp, job.Groups, cp, job.Ldc, null,
-                    job.Scale + p * w, job.RowScale + m, job.Bias + p * w, corr, job.Accumulate, cols);
-                if (gelu)
-                    for (int r = 0; r < rows; r++) Elementwise.Gelu(job.EpilogueLevel, cp + (long)r * job.Ldc, cols);
-            }
+            int rows = Math.Min(mr, m1 - m);
+            for (int p = p0; p < p1; p++) Tile<TOps, TAcc>(ref job, p, m, rows, w);
+            if (gelu) Elementwise.Gelu(job.EpilogueLevel, job.C + (long)m * job.Ldc + c0, rows, c1 - c0, job.Ldc);
         }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Tile<TOps, TAcc>(ref Job job, int p, int m, int rows, int w)
+        where TOps : IInt8Ops<TAcc> where TAcc : unmanaged
+    {
+        byte* bp = job.B + (long)p * job.Groups * w * 4;
+        int cols = Math.Min(w, job.N - p * w);
+        int* corr = job.Corr != null ? job.Corr + p * w : null;
+        byte* aq = job.Q + (long)m * job.Ldq;
+        if (job.RawOut != null)
+            Int8Microkernel<TOps, TAcc>.Tile(rows, aq, job.Ldq, bp, job.Groups, null, job.Ldc,
+                job.RawOut + (long)m * job.Ldc + p * w, null, null, null, corr, false, cols);
+        else
+            Int8Microkernel<TOps, TAcc>.Tile(rows, aq, job.Ldq, bp, job.Groups, job.C + (long)m * job.Ldc + p * w, job.Ldc, null,
+                job.Scale + p * w, job.RowScale + m, job.Bias + p * w, corr, job.Accumulate, cols);
     }
 }

@@ -72,9 +72,10 @@ internal static unsafe class Int8Microkernel<TOps, TAcc> where TOps : IInt8Ops<T
         // Four base pointers reach the 12 rows as base, base+lda, base+2*lda (one index register on x64).
         byte* p0 = a, p1 = a + 3 * lda, p2 = a + 6 * lda, p3 = a + 9 * lda;
         nint step = 2 * l * 4;
+        byte* bp = b; // a fresh local: the parameter is also passed to the edge-tile call, and the JIT kept it on the stack
         for (int g = 0; g < groups; g++)
         {
-            TAcc b0 = TOps.LoadB(b), b1 = TOps.LoadB(b + l * 4), av;
+            TAcc b0 = TOps.LoadB(bp), b1 = TOps.LoadB(bp + l * 4), av;
             { av = TOps.Broadcast(p0); c00 = TOps.Dot(c00, av, b0); c01 = TOps.Dot(c01, av, b1); }
             if (TRows.Value > 1) { av = TOps.Broadcast(p0 + lda); c10 = TOps.Dot(c10, av, b0); c11 = TOps.Dot(c11, av, b1); }
             if (TRows.Value > 2) { av = TOps.Broadcast(p0 + lda * 2); c20 = TOps.Dot(c20, av, b0); c21 = TOps.Dot(c21, av, b1); }
@@ -87,7 +88,7 @@ internal static unsafe class Int8Microkernel<TOps, TAcc> where TOps : IInt8Ops<T
             if (TRows.Value > 9) { av = TOps.Broadcast(p3); c90 = TOps.Dot(c90, av, b0); c91 = TOps.Dot(c91, av, b1); }
             if (TRows.Value > 10) { av = TOps.Broadcast(p3 + lda); c100 = TOps.Dot(c100, av, b0); c101 = TOps.Dot(c101, av, b1); }
             if (TRows.Value > 11) { av = TOps.Broadcast(p3 + lda * 2); c110 = TOps.Dot(c110, av, b0); c111 = TOps.Dot(c111, av, b1); }
-            b += step; p0 += 4; p1 += 4; p2 += 4; p3 += 4;
+            bp += step; p0 += 4; p1 += 4; p2 += 4; p3 += 4;
         }
 
         Store(c, ldc, rawOut, 0, c00, c01, colScale, rowScale, bias, add);

@@ -66,6 +66,23 @@ public static class CalibrateCommand
             HelpName = "on|off",
         };
         fuse.AcceptOnlyFromAmong("on", "off");
+        var firstPrune = CommonOptions.IntInRange(new Option<int>("--first-prune-block")
+        {
+            Description = "Plans drop no tokens before this block (0 = anywhere; default).",
+            DefaultValueFactory = _ => 0,
+            HelpName = "L",
+        }, 0, 64);
+        var maxDrop = new Option<double>("--max-drop")
+        {
+            Description = "Plans drop at most this fraction of the tokens reaching any block but the last (0..1; default 1 = no cap).",
+            DefaultValueFactory = _ => 1.0,
+            HelpName = "F",
+        };
+        maxDrop.Validators.Add(r =>
+        {
+            double v = r.GetValueOrDefault<double>();
+            if (!(v > 0 && v <= 1)) r.AddError("--max-drop must be in (0, 1]");
+        });
         var simd = CommonOptions.Simd();
         var json = CommonOptions.Json();
 
@@ -74,7 +91,7 @@ public static class CalibrateCommand
         precision.Description = "Engine the thresholds are fitted on: fp32 (default) or int8; the file records it and predict/eval/bench/run refuse it for the other.";
         var command = new Command("calibrate", "RCTP: calibrate class-attention thresholds for every FLOPs budget on a grid.")
         {
-            model, images, synsets, output, limit, split, candidates, keepBins, budgets, fisherAt, score, fuse, pseudo, workers, simd, json, precision,
+            model, images, synsets, output, limit, split, candidates, keepBins, budgets, fisherAt, score, fuse, firstPrune, maxDrop, pseudo, workers, simd, json, precision,
         };
         command.SetAction(parse => Run(stdout, parse.InvocationConfiguration.Error, new CalibrateArgs(
             parse.GetRequiredValue(model), parse.GetRequiredValue(images), parse.GetValue(synsets), parse.GetRequiredValue(output),
@@ -85,6 +102,7 @@ public static class CalibrateCommand
             Precision = new PrecisionOptions.Choice(parse.GetValue(precision), null),
             Rule = new ThresholdRule(parse.GetValue(score) == "raw" ? ScoreScale.Raw : ScoreScale.RelativeToMean, parse.GetValue(fuse) == "on"),
             KeepBins = parse.GetValue(keepBins),
+            Constraints = new PlanConstraints(parse.GetValue(firstPrune), parse.GetValue(maxDrop)),
         }));
         return command;
     }
@@ -96,6 +114,7 @@ public static class CalibrateCommand
         public PrecisionOptions.Choice Precision { get; init; } = PrecisionOptions.Choice.Fp32;
         public ThresholdRule Rule { get; init; } = ThresholdRule.Raw;
         public int KeepBins { get; init; } = 200;
+        public PlanConstraints Constraints { get; init; } = PlanConstraints.None;
     }
 
     /// <param name="stderr">Progress lines (stage, images, budgets, ETA); never stdout, so --json stays one line.</param>
@@ -122,7 +141,7 @@ public static class CalibrateCommand
         void Log(string line) { if (!a.Json) { lock (stdout) stdout.WriteLine(line); } }
         void Progress(string line) { if (stderr is not null) { lock (stderr) { stderr.WriteLine("edgevit: calibrate: " + line); stderr.Flush(); } } }
         Log($"calibrating {config.Describe()} on {paths.Count} images ({a.Split}, {(a.PseudoLabels ? "pseudo-labels" : "labels from file names")}), " +
-            $"{a.Candidates} candidates per block, Fisher at the {(a.FisherSite == FisherSite.TokenState ? "token state" : "MSA output")}, {grid.Length} budgets, {a.Workers} workers, fitted on the {a.Precision.Name} engine, thresholds on {a.Rule}");
+            $"{a.Candidates} candidates per block, Fisher at the {(a.FisherSite == FisherSite.TokenState ? "token state" : "MSA output")}, {grid.Length} budgets, {a.Workers} workers, fitted on the {a.Precision.Name} engine, thresholds on {a.Rule}, plan constraints: {a.Constraints}");
 
         var describe = new Dictionary<string, string>
         {
@@ -137,7 +156,7 @@ public static class CalibrateCommand
             if (!preprocessors.TryTake(out var pre)) pre = new ImagePreprocessor(Inputs.PreprocessFor(config));
             try { Inputs.LoadImage(paths[i], pre, chw); }
             finally { preprocessors.Add(pre); }
-        }, labels, grid, new CalibrationOptions(a.Candidates, a.FisherSite, a.Workers, a.KeepBins, Simd: a.Simd) { Precision = a.Precision.Value, Rule = a.Rule }, describe, Progress);
+        }, labels, grid, new CalibrationOptions(a.Candidates, a.FisherSite, a.Workers, a.KeepBins, Simd: a.Simd) { Precision = a.Precision.Value, Rule = a.Rule, Constraints = a.Constraints }, describe, Progress);
 
         report.File.Save(a.Out);
         double wall = Inputs.Ms(start, Stopwatch.GetTimestamp()) / 1000;

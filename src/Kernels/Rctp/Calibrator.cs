@@ -10,6 +10,8 @@ public sealed record CalibrationOptions(int Candidates = 40, FisherSite FisherSi
     public Engine.Precision Precision { get; init; } = Engine.Precision.Fp32;
     /// <summary>What thresholds are compared with at run time (and so what calibration ranks tokens by).</summary>
     public ThresholdRule Rule { get; init; } = ThresholdRule.Raw;
+    /// <summary>Where plans may prune (default: anywhere, any amount).</summary>
+    public PlanConstraints Constraints { get; init; } = PlanConstraints.None;
 }
 
 /// <summary>Where calibration spent its time, for the report.</summary>
@@ -38,14 +40,15 @@ public static class Calibrator
         FisherProbe.MeasureAll(weights, images, loadImage, labels, workers, options.Simd, options.FisherSite, (w, i, input, s) =>
         {
             stats[i] = s;
-            fitter.AddImage(w, i, input);
+            fitter.AddImage(w, i, input, s.Logits);
         }, progress);
         var probeTime = clock.Elapsed;
 
         clock.Restart();
         var pooled = new CalibrationStatistics(c, stats, options.Rule.Scale);
         var model = new RctpCostModel(pooled, options.Candidates, options.KeepBins, options.FlopsUnits, options.Rule.FuseDropped);
-        var plans = ThresholdPlanner.Plan(model, budgets);
+        IPruningCostModel planned = options.Constraints.IsNone ? model : new ConstrainedCostModel(model, options.Constraints);
+        var plans = ThresholdPlanner.Plan(planned, budgets);
         var planTime = clock.Elapsed;
         progress?.Invoke($"plan: {budgets.Count} budgets planned in {planTime.TotalSeconds:F1} s; fitting on {images} images");
 
@@ -61,7 +64,7 @@ public static class Calibrator
         {
             var (plan, fit) = (reachable[j], fits[j]);
             sets.Add(new ThresholdSet(plan.Budget, fit.Thresholds, [.. keeps[j]], model.PredictedFlops(plan) / 1e9, fit.MeasuredFlops / 1e9, plan.FisherLoss, fit.MeanTokensPerBlock)
-            { Rule = options.Rule, FlopsSpread = fit.FlopsSpread });
+            { Rule = options.Rule, FlopsSpread = fit.FlopsSpread, CalibrationKl = fit.MeanKl, CalibrationAgreement = fit.Agreement });
         }
         var fitTime = clock.Elapsed;
 
@@ -73,6 +76,7 @@ public static class Calibrator
             ["fisher_normalisation"] = "per block, sum over D = 1",
             ["fitted_on"] = options.Precision == Engine.Precision.Int8 ? "int8 engine (Fisher probe fp32)" : "fp32 engine",
             ["rule"] = options.Rule.ToString(),
+            ["plan_constraints"] = options.Constraints.ToString(),
             ["fisher_site"] = options.FisherSite == FisherSite.TokenState ? "token state after attention" : "MSA output",
         };
         var file = new ThresholdFile

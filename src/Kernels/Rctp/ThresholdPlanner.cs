@@ -146,3 +146,44 @@ public sealed class RctpCostModel : IPruningCostModel
     public double PredictedFlops(PruningPlan plan) =>
         _flops.Total(plan.KeepBin.Select(k => _flops.Tokens((double)k / KeepBins)).ToArray());
 }
+
+/// <summary>
+/// Limits on where a plan may prune: no block before <see cref="FirstPruneBlock"/> drops tokens, and no block
+/// drops more than <see cref="MaxDrop"/> of the tokens reaching it. The last block is exempt from the cap: its
+/// patch outputs never reach the class head, so dropping them there is exact.
+/// </summary>
+public readonly record struct PlanConstraints(int FirstPruneBlock = 0, double MaxDrop = 1)
+{
+    public static PlanConstraints None => new(0, 1);
+    public bool IsNone => FirstPruneBlock <= 0 && MaxDrop >= 1;
+    public override string ToString() => IsNone ? "none" : $"first prune block {FirstPruneBlock}, max drop {MaxDrop:0.###} per block";
+}
+
+/// <summary>
+/// A cost model with <see cref="PlanConstraints"/>: forbidden steps cost infinite loss, which the planner never
+/// takes (keeping every token, candidate 0, is always allowed, so every budget the constraints can reach is planned).
+/// </summary>
+public sealed class ConstrainedCostModel(IPruningCostModel inner, PlanConstraints constraints) : IPruningCostModel
+{
+    public int Blocks => inner.Blocks;
+    public int Candidates => inner.Candidates;
+    public int KeepBins => inner.KeepBins;
+    public int FlopsUnits => inner.FlopsUnits;
+    public int FixedUnits => inner.FixedUnits;
+
+    public (int KeepOut, int FlopsUnits, double Loss) Step(int block, int keepIn, int candidate)
+    {
+        var (ko, fl, loss) = inner.Step(block, keepIn, candidate);
+        if (ko < keepIn && !Allowed(constraints, Blocks, block, keepIn, ko)) return (ko, fl, double.PositiveInfinity);
+        return (ko, fl, loss);
+    }
+
+    /// <summary>Whether going from keepIn to keepOut bins in this block respects the constraints.</summary>
+    public static bool Allowed(PlanConstraints c, int blocks, int block, int keepIn, int keepOut)
+    {
+        if (keepOut >= keepIn) return true;
+        if (block < c.FirstPruneBlock) return false;
+        if (block == blocks - 1) return true;
+        return keepIn - keepOut <= c.MaxDrop * keepIn + 1e-9;
+    }
+}

@@ -36,7 +36,20 @@ public class CalibratorTests
             Assert.Equal(set.MeasuredGFlops, mean, 9);
             Assert.True(Math.Abs(set.MeasuredGFlops / set.PredictedGFlops - 1) < 0.05,
                 $"budget {set.Budget}: measured {set.MeasuredGFlops} vs predicted {set.PredictedGFlops}");
+            // The fit's measured KL(dense || pruned) and top-1 agreement are what replaying the set gives.
+            double kl = 0; int agree = 0;
+            var dense = new float[Config.Classes];
+            foreach (var x in imgs)
+            {
+                engine.Infer(x, dense);
+                engine.Infer(x, logits, set.Thresholds);
+                kl += ReferenceKl(dense, logits);
+                if (Array.IndexOf(dense, dense.Max()) == Array.IndexOf(logits, logits.Max())) agree++;
+            }
+            Assert.Equal(kl / imgs.Length, set.CalibrationKl, 4);
+            Assert.Equal(agree / (double)imgs.Length, set.CalibrationAgreement, 9);
         }
+        Assert.True(file.Sets[0].CalibrationKl > 0, "pruning at 0.5 should move the logits");
         // More budget never loses more Fisher. At budget 1.0 the plan loses none, yet may still prune: patch
         // tokens leaving the last block never reach the head (zero Fisher), so dropping them before its MLP is free
         // and must leave the logits as they are.
@@ -54,6 +67,14 @@ public class CalibratorTests
         Assert.True(file.Sets[0].MeasuredGFlops < 0.6 * flops.Dense / 1e9, "the 0.5 budget should really prune");
     }
 
+    /// <summary>KL(softmax(p) || softmax(q)), straight from the definition in double precision.</summary>
+    private static double ReferenceKl(float[] p, float[] q)
+    {
+        double[] Softmax(float[] z) { double m = z.Max(); var e = z.Select(v => Math.Exp(v - m)).ToArray(); double s = e.Sum(); return e.Select(v => v / s).ToArray(); }
+        var a = Softmax(p); var b = Softmax(q);
+        return a.Select((v, i) => v == 0 ? 0 : v * Math.Log(v / b[i])).Sum();
+    }
+
     [Fact]
     public void ThresholdFileRoundTripsAndRejectsAnotherModelAndUncoveredBudgets()
     {
@@ -65,7 +86,12 @@ public class CalibratorTests
             var loaded = ThresholdFile.Load(path);
             loaded.EnsureMatches(w);
             Assert.Equal(report.File.Sets.Select(s => s.Budget), loaded.Sets.Select(s => s.Budget));
-            for (int i = 0; i < loaded.Sets.Count; i++) Assert.Equal(report.File.Sets[i].Thresholds, loaded.Sets[i].Thresholds);
+            for (int i = 0; i < loaded.Sets.Count; i++)
+            {
+                Assert.Equal(report.File.Sets[i].Thresholds, loaded.Sets[i].Thresholds);
+                Assert.Equal(report.File.Sets[i].CalibrationKl, loaded.Sets[i].CalibrationKl, 5);
+                Assert.Equal(report.File.Sets[i].CalibrationAgreement, loaded.Sets[i].CalibrationAgreement, 4);
+            }
             Assert.Equal(0.8, loaded.Select(0.85).Budget);   // largest set not above the request
             Assert.Equal(0.6, loaded.Select(0.6).Budget);
 

@@ -83,6 +83,12 @@ public static class CalibrateCommand
             double v = r.GetValueOrDefault<double>();
             if (!(v > 0 && v <= 1)) r.AddError("--max-drop must be in (0, 1]");
         });
+        var depthWeights = new Option<string>("--depth-weights")
+        {
+            Description = "Planner weight of late blocks' Fisher: block l counts W^(l/(L-1)) (default 1 = every block alike). A list plans every budget with each and keeps, per budget, the plan with the least KL(dense || pruned) measured on the calibration images.",
+            DefaultValueFactory = _ => "1",
+            HelpName = "W[,W...]",
+        };
         var simd = CommonOptions.Simd();
         var json = CommonOptions.Json();
 
@@ -91,7 +97,7 @@ public static class CalibrateCommand
         precision.Description = "Engine the thresholds are fitted on: fp32 (default) or int8; the file records it and predict/eval/bench/run refuse it for the other.";
         var command = new Command("calibrate", "RCTP: calibrate class-attention thresholds for every FLOPs budget on a grid.")
         {
-            model, images, synsets, output, limit, split, candidates, keepBins, budgets, fisherAt, score, fuse, firstPrune, maxDrop, pseudo, workers, simd, json, precision,
+            model, images, synsets, output, limit, split, candidates, keepBins, budgets, fisherAt, score, fuse, firstPrune, maxDrop, depthWeights, pseudo, workers, simd, json, precision,
         };
         command.SetAction(parse => Run(stdout, parse.InvocationConfiguration.Error, new CalibrateArgs(
             parse.GetRequiredValue(model), parse.GetRequiredValue(images), parse.GetValue(synsets), parse.GetRequiredValue(output),
@@ -103,6 +109,7 @@ public static class CalibrateCommand
             Rule = new ThresholdRule(parse.GetValue(score) == "raw" ? ScoreScale.Raw : ScoreScale.RelativeToMean, parse.GetValue(fuse) == "on"),
             KeepBins = parse.GetValue(keepBins),
             Constraints = new PlanConstraints(parse.GetValue(firstPrune), parse.GetValue(maxDrop)),
+            DepthWeights = parse.GetValue(depthWeights) ?? "1",
         }));
         return command;
     }
@@ -115,6 +122,18 @@ public static class CalibrateCommand
         public ThresholdRule Rule { get; init; } = ThresholdRule.Raw;
         public int KeepBins { get; init; } = 200;
         public PlanConstraints Constraints { get; init; } = PlanConstraints.None;
+        public string DepthWeights { get; init; } = "1";
+    }
+
+    private static double[] ParseDepthWeights(string text)
+    {
+        var parts = text.Split(',', StringSplitOptions.TrimEntries);
+        var values = new double[parts.Length];
+        for (int i = 0; i < parts.Length; i++)
+            if (!double.TryParse(parts[i], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out values[i])
+                || !(values[i] > 0) || double.IsInfinity(values[i]))
+                throw new UsageException($"--depth-weights: '{parts[i]}' is not a positive number (e.g. 1 or 0.5,1,2)");
+        return values;
     }
 
     /// <param name="stderr">Progress lines (stage, images, budgets, ETA); never stdout, so --json stays one line.</param>
@@ -125,6 +144,7 @@ public static class CalibrateCommand
         double[] grid;
         try { grid = ThresholdFile.ParseBudgets(a.Budgets); }
         catch (ArgumentException ex) { throw new UsageException(ex.Message); }
+        double[] depthWeights = ParseDepthWeights(a.DepthWeights);
         if (!a.PseudoLabels && a.Synsets is null) throw new UsageException("calibrate needs --synsets FILE for labels, or --pseudo-labels");
         string? outDir = Path.GetDirectoryName(Path.GetFullPath(a.Out));
         if (outDir is not null && !Directory.Exists(outDir)) throw new InputException($"output directory not found: {outDir}");
@@ -141,7 +161,7 @@ public static class CalibrateCommand
         void Log(string line) { if (!a.Json) { lock (stdout) stdout.WriteLine(line); } }
         void Progress(string line) { if (stderr is not null) { lock (stderr) { stderr.WriteLine("edgevit: calibrate: " + line); stderr.Flush(); } } }
         Log($"calibrating {config.Describe()} on {paths.Count} images ({a.Split}, {(a.PseudoLabels ? "pseudo-labels" : "labels from file names")}), " +
-            $"{a.Candidates} candidates per block, Fisher at the {(a.FisherSite == FisherSite.TokenState ? "token state" : "MSA output")}, {grid.Length} budgets, {a.Workers} workers, fitted on the {a.Precision.Name} engine, thresholds on {a.Rule}, plan constraints: {a.Constraints}");
+            $"{a.Candidates} candidates per block, Fisher at the {(a.FisherSite == FisherSite.TokenState ? "token state" : "MSA output")}, {grid.Length} budgets, {a.Workers} workers, fitted on the {a.Precision.Name} engine, thresholds on {a.Rule}, plan constraints: {a.Constraints}, depth weights {a.DepthWeights}");
 
         var describe = new Dictionary<string, string>
         {
@@ -156,7 +176,7 @@ public static class CalibrateCommand
             if (!preprocessors.TryTake(out var pre)) pre = new ImagePreprocessor(Inputs.PreprocessFor(config));
             try { Inputs.LoadImage(paths[i], pre, chw); }
             finally { preprocessors.Add(pre); }
-        }, labels, grid, new CalibrationOptions(a.Candidates, a.FisherSite, a.Workers, a.KeepBins, Simd: a.Simd) { Precision = a.Precision.Value, Rule = a.Rule, Constraints = a.Constraints }, describe, Progress);
+        }, labels, grid, new CalibrationOptions(a.Candidates, a.FisherSite, a.Workers, a.KeepBins, Simd: a.Simd) { Precision = a.Precision.Value, Rule = a.Rule, Constraints = a.Constraints, DepthWeights = depthWeights }, describe, Progress);
 
         report.File.Save(a.Out);
         double wall = Inputs.Ms(start, Stopwatch.GetTimestamp()) / 1000;

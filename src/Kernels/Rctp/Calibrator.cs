@@ -12,6 +12,11 @@ public sealed record CalibrationOptions(int Candidates = 40, FisherSite FisherSi
     public ThresholdRule Rule { get; init; } = ThresholdRule.Raw;
     /// <summary>Where plans may prune (default: anywhere, any amount).</summary>
     public PlanConstraints Constraints { get; init; } = PlanConstraints.None;
+    /// <summary>
+    /// Depth weights to plan with (<see cref="RctpCostModel"/>): with more than one, every budget is planned with each,
+    /// all plans are fitted, and each budget keeps the one with the least KL(dense || pruned) measured on the images.
+    /// </summary>
+    public IReadOnlyList<double> DepthWeights { get; init; } = [1.0];
 }
 
 /// <summary>Where calibration spent its time, for the report.</summary>
@@ -46,26 +51,43 @@ public static class Calibrator
 
         clock.Restart();
         var pooled = new CalibrationStatistics(c, stats, options.Rule.Scale);
-        var model = new RctpCostModel(pooled, options.Candidates, options.KeepBins, options.FlopsUnits, options.Rule.FuseDropped);
-        IPruningCostModel planned = options.Constraints.IsNone ? model : new ConstrainedCostModel(model, options.Constraints);
-        var plans = ThresholdPlanner.Plan(planned, budgets);
+        double[] depthWeights = options.DepthWeights.Count == 0 ? [1.0] : options.DepthWeights.Distinct().ToArray();
+        var flat = new RctpCostModel(pooled, options.Candidates, options.KeepBins, options.FlopsUnits, options.Rule.FuseDropped);
+        var planned = new List<(PruningPlan Plan, double Weight, RctpCostModel Model)>();
+        foreach (double dw in depthWeights)
+        {
+            var model = new RctpCostModel(pooled, options.Candidates, options.KeepBins, options.FlopsUnits, options.Rule.FuseDropped, dw);
+            IPruningCostModel constrained = options.Constraints.IsNone ? model : new ConstrainedCostModel(model, options.Constraints);
+            foreach (var plan in ThresholdPlanner.Plan(constrained, budgets))
+            {
+                if (plan.FlopsUnits < 0)
+                {
+                    progress?.Invoke($"budget {plan.Budget:0.###} (depth weight {dw:0.###}): below what the candidates can reach, skipped");
+                    continue;
+                }
+                planned.Add((plan, dw, model));
+            }
+        }
         var planTime = clock.Elapsed;
-        progress?.Invoke($"plan: {budgets.Count} budgets planned in {planTime.TotalSeconds:F1} s; fitting on {images} images");
+        progress?.Invoke($"plan: {budgets.Count} budgets x {depthWeights.Length} depth weights planned in {planTime.TotalSeconds:F1} s; fitting {planned.Count} plans on {images} images");
 
         clock.Restart();
-        var sets = new List<ThresholdSet>();
-        var flops = new FlopsModel(c);
-        foreach (var plan in plans.Where(p => p.FlopsUnits < 0))
-            progress?.Invoke($"budget {plan.Budget:0.###}: below what the candidates can reach, skipped");
-        var reachable = plans.Where(p => p.FlopsUnits >= 0).ToArray();
-        var keeps = reachable.Select(p => (IReadOnlyList<double>)p.KeepBin.Select(k => (double)k / model.KeepBins).ToArray()).ToArray();
+        var keeps = planned.Select(p => (IReadOnlyList<double>)p.Plan.KeepBin.Select(k => (double)k / flat.KeepBins).ToArray()).ToArray();
         var fits = fitter.RealizeAll(keeps, progress);
-        for (int j = 0; j < reachable.Length; j++)
+        var sets = new List<ThresholdSet>();
+        // Per budget, the plan whose real pruned forward moved the class distribution least.
+        foreach (var group in Enumerable.Range(0, planned.Count).GroupBy(j => planned[j].Plan.Budget))
         {
-            var (plan, fit) = (reachable[j], fits[j]);
-            sets.Add(new ThresholdSet(plan.Budget, fit.Thresholds, [.. keeps[j]], model.PredictedFlops(plan) / 1e9, fit.MeasuredFlops / 1e9, plan.FisherLoss, fit.MeanTokensPerBlock)
-            { Rule = options.Rule, FlopsSpread = fit.FlopsSpread, CalibrationKl = fit.MeanKl, CalibrationAgreement = fit.Agreement });
+            int j = group.MinBy(j => double.IsNaN(fits[j].MeanKl) ? 0 : fits[j].MeanKl);
+            var (plan, dw, _) = planned[j];
+            var fit = fits[j];
+            if (depthWeights.Length > 1)
+                progress?.Invoke($"budget {plan.Budget:0.###}: depth weight {dw:0.###} chosen (calibration KL " +
+                    string.Join(", ", group.Select(k => $"{planned[k].Weight:0.###}: {fits[k].MeanKl:F4}")) + ")");
+            sets.Add(new ThresholdSet(plan.Budget, fit.Thresholds, [.. keeps[j]], flat.PredictedFlops(plan) / 1e9, fit.MeasuredFlops / 1e9, UnweightedFisher(flat, plan), fit.MeanTokensPerBlock)
+            { Rule = options.Rule, FlopsSpread = fit.FlopsSpread, CalibrationKl = fit.MeanKl, CalibrationAgreement = fit.Agreement, DepthWeight = dw });
         }
+        sets.Sort((a, b) => a.Budget.CompareTo(b.Budget));
         var fitTime = clock.Elapsed;
 
         var opts = new Dictionary<string, string>(describe)
@@ -77,6 +99,7 @@ public static class Calibrator
             ["fitted_on"] = options.Precision == Engine.Precision.Int8 ? "int8 engine (Fisher probe fp32)" : "fp32 engine",
             ["rule"] = options.Rule.ToString(),
             ["plan_constraints"] = options.Constraints.ToString(),
+            ["depth_weights"] = string.Join(",", depthWeights.Select(v => v.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture))) + (depthWeights.Length > 1 ? " (per budget: least calibration KL)" : ""),
             ["fisher_site"] = options.FisherSite == FisherSite.TokenState ? "token state after attention" : "MSA output",
         };
         var file = new ThresholdFile
@@ -84,7 +107,7 @@ public static class Calibrator
             ModelFingerprint = weights.Fingerprint,
             ModelDescription = c.Describe(),
             Depth = c.Depth,
-            DenseGFlops = flops.Dense / 1e9,
+            DenseGFlops = new FlopsModel(c).Dense / 1e9,
             CalibrationImages = images,
             CalibrationOptions = opts,
             Sets = sets,
@@ -92,5 +115,19 @@ public static class Calibrator
             Rule = options.Rule,
         };
         return new CalibrationReport(file, pooled.Candidates(options.Candidates), pooled, probeTime, planTime, fitTime);
+    }
+
+    /// <summary>The plan's Fisher lost with every block weighted 1 (comparable across depth weights).</summary>
+    private static double UnweightedFisher(RctpCostModel flat, PruningPlan plan)
+    {
+        double loss = 0;
+        int keep = flat.KeepBins;
+        for (int l = 0; l < flat.Blocks; l++)
+        {
+            var (ko, _, ls) = flat.Step(l, keep, plan.Candidate[l]);
+            loss += ls;
+            keep = ko;
+        }
+        return loss;
     }
 }

@@ -25,6 +25,8 @@ public sealed record ThresholdSet(
     public double CalibrationKl { get; init; } = double.NaN;
     /// <summary>Fraction of calibration images whose pruned top-1 is the dense top-1 (NaN when not recorded).</summary>
     public double CalibrationAgreement { get; init; } = double.NaN;
+    /// <summary>The planner's depth weight this set was planned with (<see cref="RctpCostModel"/>; 1 = flat).</summary>
+    public double DepthWeight { get; init; } = 1;
 }
 
 /// <summary>
@@ -115,6 +117,7 @@ public sealed class ThresholdFile
                 ["flops_cv"] = double.IsFinite(s.FlopsSpread) ? Math.Round(s.FlopsSpread, 5) : null,
                 ["calibration_kl"] = double.IsFinite(s.CalibrationKl) ? Math.Round(s.CalibrationKl, 6) : null,
                 ["calibration_agreement"] = double.IsFinite(s.CalibrationAgreement) ? Math.Round(s.CalibrationAgreement, 5) : null,
+                ["depth_weight"] = s.DepthWeight,
             }).ToArray()),
         };
         File.WriteAllText(path, root.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
@@ -161,6 +164,7 @@ public sealed class ThresholdFile
                 {
                     Rule = rule, FlopsSpread = (double?)s["flops_cv"] ?? double.NaN,
                     CalibrationKl = (double?)s["calibration_kl"] ?? double.NaN, CalibrationAgreement = (double?)s["calibration_agreement"] ?? double.NaN,
+                    DepthWeight = (double?)s["depth_weight"] ?? 1,
                 });
             }
             if (sets.Count == 0) throw new ModelFormatException($"{file}: no threshold sets");

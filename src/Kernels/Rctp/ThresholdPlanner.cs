@@ -110,10 +110,18 @@ public sealed class RctpCostModel : IPruningCostModel
 {
     private readonly CalibrationStatistics _stats;
     private readonly FlopsModel _flops;
+    private readonly double[] _blockWeight;
+
+    public double DepthWeight { get; }
 
     /// <param name="fusedToken">dropped tokens live on as one extra token (its cost counted from the first drop on; its Fisher is still counted as lost).</param>
-    public RctpCostModel(CalibrationStatistics stats, int candidates, int keepBins = 200, int flopsUnits = 4000, bool fusedToken = false)
+    /// <param name="depthWeight">Block l's Fisher counts depthWeight^(l/(L-1)) times (1: every block's Fisher over D weighs the same; above 1 late blocks weigh more, so plans prune earlier).</param>
+    public RctpCostModel(CalibrationStatistics stats, int candidates, int keepBins = 200, int flopsUnits = 4000, bool fusedToken = false, double depthWeight = 1)
     {
+        if (!(depthWeight > 0) || double.IsInfinity(depthWeight)) throw new ArgumentOutOfRangeException(nameof(depthWeight), depthWeight, "depth weight must be positive");
+        int depth = stats.Config.Depth;
+        _blockWeight = Enumerable.Range(0, depth).Select(l => depth > 1 ? Math.Pow(depthWeight, (double)l / (depth - 1)) : 1).ToArray();
+        DepthWeight = depthWeight;
         if (candidates < 2) throw new ArgumentOutOfRangeException(nameof(candidates), candidates, "need at least 2 candidates per block");
         if (keepBins < 2 || keepBins > 255) throw new ArgumentOutOfRangeException(nameof(keepBins), keepBins, "keep bins must be in 2..255");
         _stats = stats;
@@ -139,7 +147,7 @@ public sealed class RctpCostModel : IPruningCostModel
         double flops = _flops.Block(_flops.Tokens(k), _flops.Tokens(ko));
         int units = (int)Math.Ceiling(flops / _flops.Dense * FlopsUnits - 1e-9);
         double loss = _stats.FisherBelow(block, 1 - ko) - _stats.FisherBelow(block, 1 - k);
-        return (keepOut, units, Math.Max(0, loss));
+        return (keepOut, units, Math.Max(0, loss) * _blockWeight[block]);
     }
 
     /// <summary>Predicted multiply-adds of a plan (unrounded), from its keep fractions.</summary>

@@ -72,17 +72,12 @@ public static class CalibrateCommand
             DefaultValueFactory = _ => 0,
             HelpName = "L",
         }, 0, 64);
-        var maxDrop = new Option<double>("--max-drop")
+        var maxDrop = new Option<string>("--max-drop")
         {
-            Description = "Plans drop at most this fraction of the tokens reaching any block but the last (0..1; default 1 = no cap).",
-            DefaultValueFactory = _ => 1.0,
-            HelpName = "F",
+            Description = "Plans drop at most this fraction of the tokens reaching any block but the last (0..1; default 1 = no cap). A list plans each and keeps, per budget, the least measured calibration KL (as --depth-weights; every pair is a candidate).",
+            DefaultValueFactory = _ => "1",
+            HelpName = "F[,F...]",
         };
-        maxDrop.Validators.Add(r =>
-        {
-            double v = r.GetValueOrDefault<double>();
-            if (!(v > 0 && v <= 1)) r.AddError("--max-drop must be in (0, 1]");
-        });
         var depthWeights = new Option<string>("--depth-weights")
         {
             Description = "Planner weight of late blocks' Fisher: block l counts W^(l/(L-1)) (default 1 = every block alike). A list plans every budget with each and keeps, per budget, the plan with the least KL(dense || pruned) measured on the calibration images.",
@@ -108,7 +103,8 @@ public static class CalibrateCommand
             Precision = new PrecisionOptions.Choice(parse.GetValue(precision), null),
             Rule = new ThresholdRule(parse.GetValue(score) == "raw" ? ScoreScale.Raw : ScoreScale.RelativeToMean, parse.GetValue(fuse) == "on"),
             KeepBins = parse.GetValue(keepBins),
-            Constraints = new PlanConstraints(parse.GetValue(firstPrune), parse.GetValue(maxDrop)),
+            Constraints = new PlanConstraints(parse.GetValue(firstPrune)),
+            MaxDrops = parse.GetValue(maxDrop) ?? "1",
             DepthWeights = parse.GetValue(depthWeights) ?? "1",
         }));
         return command;
@@ -123,16 +119,16 @@ public static class CalibrateCommand
         public int KeepBins { get; init; } = 200;
         public PlanConstraints Constraints { get; init; } = PlanConstraints.None;
         public string DepthWeights { get; init; } = "1";
+        public string MaxDrops { get; init; } = "1";
     }
 
-    private static double[] ParseDepthWeights(string text)
+    private static double[] ParseList(string option, string text, Func<double, bool> valid, string expected)
     {
         var parts = text.Split(',', StringSplitOptions.TrimEntries);
         var values = new double[parts.Length];
         for (int i = 0; i < parts.Length; i++)
-            if (!double.TryParse(parts[i], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out values[i])
-                || !(values[i] > 0) || double.IsInfinity(values[i]))
-                throw new UsageException($"--depth-weights: '{parts[i]}' is not a positive number (e.g. 1 or 0.5,1,2)");
+            if (!double.TryParse(parts[i], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out values[i]) || !valid(values[i]))
+                throw new UsageException($"{option}: '{parts[i]}' is not {expected}");
         return values;
     }
 
@@ -144,7 +140,8 @@ public static class CalibrateCommand
         double[] grid;
         try { grid = ThresholdFile.ParseBudgets(a.Budgets); }
         catch (ArgumentException ex) { throw new UsageException(ex.Message); }
-        double[] depthWeights = ParseDepthWeights(a.DepthWeights);
+        double[] depthWeights = ParseList("--depth-weights", a.DepthWeights, v => v > 0 && !double.IsInfinity(v), "a positive number (e.g. 1 or 0.5,1,2)");
+        double[] maxDrops = ParseList("--max-drop", a.MaxDrops, v => v > 0 && v <= 1, "a fraction in (0, 1] (e.g. 1 or 0.3,1)");
         if (!a.PseudoLabels && a.Synsets is null) throw new UsageException("calibrate needs --synsets FILE for labels, or --pseudo-labels");
         string? outDir = Path.GetDirectoryName(Path.GetFullPath(a.Out));
         if (outDir is not null && !Directory.Exists(outDir)) throw new InputException($"output directory not found: {outDir}");
@@ -161,7 +158,7 @@ public static class CalibrateCommand
         void Log(string line) { if (!a.Json) { lock (stdout) stdout.WriteLine(line); } }
         void Progress(string line) { if (stderr is not null) { lock (stderr) { stderr.WriteLine("edgevit: calibrate: " + line); stderr.Flush(); } } }
         Log($"calibrating {config.Describe()} on {paths.Count} images ({a.Split}, {(a.PseudoLabels ? "pseudo-labels" : "labels from file names")}), " +
-            $"{a.Candidates} candidates per block, Fisher at the {(a.FisherSite == FisherSite.TokenState ? "token state" : "MSA output")}, {grid.Length} budgets, {a.Workers} workers, fitted on the {a.Precision.Name} engine, thresholds on {a.Rule}, plan constraints: {a.Constraints}, depth weights {a.DepthWeights}");
+            $"{a.Candidates} candidates per block, Fisher at the {(a.FisherSite == FisherSite.TokenState ? "token state" : "MSA output")}, {grid.Length} budgets, {a.Workers} workers, fitted on the {a.Precision.Name} engine, thresholds on {a.Rule}, plan constraints: {a.Constraints}, depth weights {a.DepthWeights}, max drop {a.MaxDrops}");
 
         var describe = new Dictionary<string, string>
         {
@@ -176,7 +173,7 @@ public static class CalibrateCommand
             if (!preprocessors.TryTake(out var pre)) pre = new ImagePreprocessor(Inputs.PreprocessFor(config));
             try { Inputs.LoadImage(paths[i], pre, chw); }
             finally { preprocessors.Add(pre); }
-        }, labels, grid, new CalibrationOptions(a.Candidates, a.FisherSite, a.Workers, a.KeepBins, Simd: a.Simd) { Precision = a.Precision.Value, Rule = a.Rule, Constraints = a.Constraints, DepthWeights = depthWeights }, describe, Progress);
+        }, labels, grid, new CalibrationOptions(a.Candidates, a.FisherSite, a.Workers, a.KeepBins, Simd: a.Simd) { Precision = a.Precision.Value, Rule = a.Rule, Constraints = a.Constraints, DepthWeights = depthWeights, MaxDrops = maxDrops }, describe, Progress);
 
         report.File.Save(a.Out);
         double wall = Inputs.Ms(start, Stopwatch.GetTimestamp()) / 1000;

@@ -17,6 +17,8 @@ public sealed record CalibrationOptions(int Candidates = 40, FisherSite FisherSi
     /// all plans are fitted, and each budget keeps the one with the least KL(dense || pruned) measured on the images.
     /// </summary>
     public IReadOnlyList<double> DepthWeights { get; init; } = [1.0];
+    /// <summary>Per-block drop caps to plan with (each replaces <see cref="Constraints"/>' MaxDrop); with more than one, as for <see cref="DepthWeights"/> (every pair is a candidate).</summary>
+    public IReadOnlyList<double> MaxDrops { get; init; } = [];
 }
 
 /// <summary>Where calibration spent its time, for the report.</summary>
@@ -52,24 +54,26 @@ public static class Calibrator
         clock.Restart();
         var pooled = new CalibrationStatistics(c, stats, options.Rule.Scale);
         double[] depthWeights = options.DepthWeights.Count == 0 ? [1.0] : options.DepthWeights.Distinct().ToArray();
+        double[] maxDrops = options.MaxDrops.Count == 0 ? [options.Constraints.MaxDrop] : options.MaxDrops.Distinct().ToArray();
+        var variants = (from dw in depthWeights from md in maxDrops select (Weight: dw, Constraints: options.Constraints with { MaxDrop = md })).ToArray();
         var flat = new RctpCostModel(pooled, options.Candidates, options.KeepBins, options.FlopsUnits, options.Rule.FuseDropped);
-        var planned = new List<(PruningPlan Plan, double Weight, RctpCostModel Model)>();
-        foreach (double dw in depthWeights)
+        var planned = new List<(PruningPlan Plan, double Weight, PlanConstraints Constraints)>();
+        foreach (var (dw, pc) in variants)
         {
             var model = new RctpCostModel(pooled, options.Candidates, options.KeepBins, options.FlopsUnits, options.Rule.FuseDropped, dw);
-            IPruningCostModel constrained = options.Constraints.IsNone ? model : new ConstrainedCostModel(model, options.Constraints);
+            IPruningCostModel constrained = pc.IsNone ? model : new ConstrainedCostModel(model, pc);
             foreach (var plan in ThresholdPlanner.Plan(constrained, budgets))
             {
                 if (plan.FlopsUnits < 0)
                 {
-                    progress?.Invoke($"budget {plan.Budget:0.###} (depth weight {dw:0.###}): below what the candidates can reach, skipped");
+                    progress?.Invoke($"budget {plan.Budget:0.###} (depth weight {dw:0.###}, {pc}): below what the candidates can reach, skipped");
                     continue;
                 }
-                planned.Add((plan, dw, model));
+                planned.Add((plan, dw, pc));
             }
         }
         var planTime = clock.Elapsed;
-        progress?.Invoke($"plan: {budgets.Count} budgets x {depthWeights.Length} depth weights planned in {planTime.TotalSeconds:F1} s; fitting {planned.Count} plans on {images} images");
+        progress?.Invoke($"plan: {budgets.Count} budgets x {variants.Length} planner variants planned in {planTime.TotalSeconds:F1} s; fitting {planned.Count} plans on {images} images");
 
         clock.Restart();
         var keeps = planned.Select(p => (IReadOnlyList<double>)p.Plan.KeepBin.Select(k => (double)k / flat.KeepBins).ToArray()).ToArray();
@@ -79,13 +83,13 @@ public static class Calibrator
         foreach (var group in Enumerable.Range(0, planned.Count).GroupBy(j => planned[j].Plan.Budget))
         {
             int j = group.MinBy(j => double.IsNaN(fits[j].MeanKl) ? 0 : fits[j].MeanKl);
-            var (plan, dw, _) = planned[j];
+            var (plan, dw, pc) = planned[j];
             var fit = fits[j];
-            if (depthWeights.Length > 1)
-                progress?.Invoke($"budget {plan.Budget:0.###}: depth weight {dw:0.###} chosen (calibration KL " +
-                    string.Join(", ", group.Select(k => $"{planned[k].Weight:0.###}: {fits[k].MeanKl:F4}")) + ")");
+            if (variants.Length > 1)
+                progress?.Invoke($"budget {plan.Budget:0.###}: depth weight {dw:0.###}, max drop {pc.MaxDrop:0.###} chosen (calibration KL by weight/max drop: " +
+                    string.Join(", ", group.Select(k => $"{planned[k].Weight:0.###}/{planned[k].Constraints.MaxDrop:0.###}: {fits[k].MeanKl:F4}")) + ")");
             sets.Add(new ThresholdSet(plan.Budget, fit.Thresholds, [.. keeps[j]], flat.PredictedFlops(plan) / 1e9, fit.MeasuredFlops / 1e9, UnweightedFisher(flat, plan), fit.MeanTokensPerBlock)
-            { Rule = options.Rule, FlopsSpread = fit.FlopsSpread, CalibrationKl = fit.MeanKl, CalibrationAgreement = fit.Agreement, DepthWeight = dw });
+            { Rule = options.Rule, FlopsSpread = fit.FlopsSpread, CalibrationKl = fit.MeanKl, CalibrationAgreement = fit.Agreement, DepthWeight = dw, MaxDrop = pc.MaxDrop });
         }
         sets.Sort((a, b) => a.Budget.CompareTo(b.Budget));
         var fitTime = clock.Elapsed;
@@ -99,7 +103,9 @@ public static class Calibrator
             ["fitted_on"] = options.Precision == Engine.Precision.Int8 ? "int8 engine (Fisher probe fp32)" : "fp32 engine",
             ["rule"] = options.Rule.ToString(),
             ["plan_constraints"] = options.Constraints.ToString(),
-            ["depth_weights"] = string.Join(",", depthWeights.Select(v => v.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture))) + (depthWeights.Length > 1 ? " (per budget: least calibration KL)" : ""),
+            ["depth_weights"] = string.Join(",", depthWeights.Select(v => v.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture))),
+            ["max_drops"] = string.Join(",", maxDrops.Select(v => v.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture))),
+            ["plan_selection"] = variants.Length > 1 ? "per budget, the variant with the least KL(dense || pruned) on the calibration images" : "single planner variant",
             ["fisher_site"] = options.FisherSite == FisherSite.TokenState ? "token state after attention" : "MSA output",
         };
         var file = new ThresholdFile

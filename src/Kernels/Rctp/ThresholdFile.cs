@@ -27,6 +27,8 @@ public sealed record ThresholdSet(
     public double CalibrationAgreement { get; init; } = double.NaN;
     /// <summary>The planner's depth weight this set was planned with (<see cref="RctpCostModel"/>; 1 = flat).</summary>
     public double DepthWeight { get; init; } = 1;
+    /// <summary>The per-block drop cap this set was planned with (1 = none).</summary>
+    public double MaxDrop { get; init; } = 1;
 }
 
 /// <summary>
@@ -118,6 +120,7 @@ public sealed class ThresholdFile
                 ["calibration_kl"] = double.IsFinite(s.CalibrationKl) ? Math.Round(s.CalibrationKl, 6) : null,
                 ["calibration_agreement"] = double.IsFinite(s.CalibrationAgreement) ? Math.Round(s.CalibrationAgreement, 5) : null,
                 ["depth_weight"] = s.DepthWeight,
+                ["max_drop"] = s.MaxDrop,
             }).ToArray()),
         };
         File.WriteAllText(path, root.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
@@ -165,6 +168,7 @@ public sealed class ThresholdFile
                     Rule = rule, FlopsSpread = (double?)s["flops_cv"] ?? double.NaN,
                     CalibrationKl = (double?)s["calibration_kl"] ?? double.NaN, CalibrationAgreement = (double?)s["calibration_agreement"] ?? double.NaN,
                     DepthWeight = (double?)s["depth_weight"] ?? 1,
+                    MaxDrop = (double?)s["max_drop"] ?? 1,
                 });
             }
             if (sets.Count == 0) throw new ModelFormatException($"{file}: no threshold sets");

@@ -10,12 +10,13 @@ public class CalibratorTests
 {
     private static readonly VitConfig Config = VitEngineTests.Small;
 
-    private static (VitWeights Weights, float[][] Images, CalibrationReport Report) Calibrate(int images = 16, string budgets = "0.5:1.0:0.1")
+    private static (VitWeights Weights, float[][] Images, CalibrationReport Report) Calibrate(int images = 16, string budgets = "0.5:1.0:0.1",
+        double[]? depthWeights = null, double[]? maxDrops = null)
     {
         var w = VitWeights.Random(Config, seed: 3);
         var imgs = Enumerable.Range(0, images).Select(i => VitEngineTests.RandomImage(Config, 100 + i)).ToArray();
         var report = Calibrator.Run(w, images, (i, chw) => imgs[i].CopyTo(chw), Enumerable.Repeat(-1, images).ToArray(),
-            ThresholdFile.ParseBudgets(budgets), new CalibrationOptions(Candidates: 10, Workers: 2), new Dictionary<string, string>());
+            ThresholdFile.ParseBudgets(budgets), new CalibrationOptions(Candidates: 10, Workers: 2) { DepthWeights = depthWeights ?? [1.0], MaxDrops = maxDrops ?? [] }, new Dictionary<string, string>());
         return (w, imgs, report);
     }
 
@@ -65,6 +66,31 @@ public class CalibratorTests
             for (int k = 0; k < logits.Length; k++) Assert.Equal(denseLogits[k], logits[k], 4);
         }
         Assert.True(file.Sets[0].MeasuredGFlops < 0.6 * flops.Dense / 1e9, "the 0.5 budget should really prune");
+    }
+
+    [Fact]
+    public void SeveralPlannerVariantsKeepPerBudgetTheOneWithTheLeastMeasuredKl()
+    {
+        const string budgets = "0.5,0.6,0.7";
+        var alone = new[] { (1.0, 1.0), (4.0, 1.0), (1.0, 0.2) }
+            .Select(v => Calibrate(budgets: budgets, depthWeights: [v.Item1], maxDrops: [v.Item2]).Report.File.Sets).ToArray();
+        var both = Calibrate(budgets: budgets, depthWeights: [1.0, 4.0], maxDrops: [1.0, 0.2]).Report.File.Sets;
+        Assert.Equal(3, both.Count);
+        int differs = 0;
+        for (int b = 0; b < both.Count; b++)
+        {
+            var candidates = alone.SelectMany(sets => sets.Where(s => s.Budget == both[b].Budget)).ToArray();
+            if (candidates.Select(c => string.Join(",", c.Thresholds)).Distinct().Count() > 1) differs++;
+            Assert.NotEmpty(candidates);
+            var best = candidates.MinBy(c => c.CalibrationKl)!;
+            Assert.True(both[b].CalibrationKl <= best.CalibrationKl + 1e-12, $"budget {both[b].Budget}: chose KL {both[b].CalibrationKl}, best single variant {best.CalibrationKl}");
+            Assert.True(both[b].DepthWeight is 1.0 or 4.0);
+            var same = candidates.SingleOrDefault(c => c.DepthWeight == both[b].DepthWeight && c.MaxDrop == both[b].MaxDrop);
+            if (same is null) continue; // (4, 0.2) is only planned together
+            Assert.Equal(same.Thresholds, both[b].Thresholds);          // the chosen variant's own fit, unchanged by the company
+            Assert.Equal(same.CalibrationKl, both[b].CalibrationKl, 12);
+        }
+        Assert.True(differs > 0, "the variants planned identical sets: the test would not notice a wrong choice");
     }
 
     /// <summary>KL(softmax(p) || softmax(q)), straight from the definition in double precision.</summary>

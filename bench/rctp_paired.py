@@ -24,6 +24,12 @@ def bootstrap(diff, reps=4000, seed=1):
     means = sorted(sum(diff[rng.randrange(n)] for _ in range(n)) / n for _ in range(reps))
     return means[int(0.025 * reps)], means[int(0.975 * reps)]
 
+def mcnemar(lost, gained):
+    """Exact two-sided McNemar p (binomial on the discordant pairs)."""
+    n = lost + gained; k = min(lost, gained)
+    if n == 0: return 1.0
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n)
+
 def main():
     dense_rows, dense_logp = load(sys.argv[1])
     names = [r["image"] for r in dense_rows]
@@ -31,8 +37,8 @@ def main():
     gd = sum(float(r["gflops"]) for r in dense_rows) / len(dense_rows)
     n = len(names)
     print(f"dense: {n} images, top-1 {100 * sum(right_d) / n:.2f} %, {gd:.4f} GFLOPs")
-    print("| run | of dense | top-1 % | Δ top-1 pp [95 % CI] | lost / gained | agree % | KL(dense‖pruned) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| run | of dense | top-1 % | Δ top-1 pp [95 % CI] | lost / gained | McNemar p | agree % | KL(dense‖pruned) |")
+    print("|---|---|---|---|---|---|---|---|")
     for prefix in sys.argv[2:]:
         rows, logp = load(prefix)
         assert [r["image"] for r in rows] == names, f"{prefix}: not the same images in the same order"
@@ -43,6 +49,6 @@ def main():
         kl = sum(sum(math.exp(p) * (p - q) for p, q in zip(dp, pp)) for dp, pp in zip(dense_logp, logp)) / n
         lost = sum(1 for a, b in zip(right, right_d) if b and not a); gained = sum(1 for a, b in zip(right, right_d) if a and not b)
         g = sum(float(r["gflops"]) for r in rows) / n
-        print(f"| {prefix.split('/')[-1]} | {g / gd:.3f} | {100 * sum(right) / n:.2f} | {sum(diff) / n:+.2f} [{lo:+.2f}, {hi:+.2f}] | {lost} / {gained} | {100 * agree:.1f} | {kl:.4f} |")
+        print(f"| {prefix.split('/')[-1]} | {g / gd:.3f} | {100 * sum(right) / n:.2f} | {sum(diff) / n:+.2f} [{lo:+.2f}, {hi:+.2f}] | {lost} / {gained} | {mcnemar(lost, gained):.3g} | {100 * agree:.1f} | {kl:.4f} |")
 
 main()

@@ -84,6 +84,13 @@ public static class CalibrateCommand
             DefaultValueFactory = _ => "1",
             HelpName = "W[,W...]",
         };
+        var select = new Option<string>("--select")
+        {
+            Description = "What picks among planner variants (several --depth-weights/--max-drop) per budget, measured on the calibration images: loss (cross-entropy with the labels; default) or kl (KL to dense).",
+            DefaultValueFactory = _ => "loss",
+            HelpName = "loss|kl",
+        };
+        select.AcceptOnlyFromAmong("loss", "kl");
         var simd = CommonOptions.Simd();
         var json = CommonOptions.Json();
 
@@ -92,7 +99,7 @@ public static class CalibrateCommand
         precision.Description = "Engine the thresholds are fitted on: fp32 (default) or int8; the file records it and predict/eval/bench/run refuse it for the other.";
         var command = new Command("calibrate", "RCTP: calibrate class-attention thresholds for every FLOPs budget on a grid.")
         {
-            model, images, synsets, output, limit, split, candidates, keepBins, budgets, fisherAt, score, fuse, firstPrune, maxDrop, depthWeights, pseudo, workers, simd, json, precision,
+            model, images, synsets, output, limit, split, candidates, keepBins, budgets, fisherAt, score, fuse, firstPrune, maxDrop, depthWeights, select, pseudo, workers, simd, json, precision,
         };
         command.SetAction(parse => Run(stdout, parse.InvocationConfiguration.Error, new CalibrateArgs(
             parse.GetRequiredValue(model), parse.GetRequiredValue(images), parse.GetValue(synsets), parse.GetRequiredValue(output),
@@ -105,6 +112,7 @@ public static class CalibrateCommand
             KeepBins = parse.GetValue(keepBins),
             Constraints = new PlanConstraints(parse.GetValue(firstPrune)),
             MaxDrops = parse.GetValue(maxDrop) ?? "1",
+            Selection = parse.GetValue(select) == "kl" ? PlanSelection.DenseKl : PlanSelection.LabelLoss,
             DepthWeights = parse.GetValue(depthWeights) ?? "1",
         }));
         return command;
@@ -120,6 +128,7 @@ public static class CalibrateCommand
         public PlanConstraints Constraints { get; init; } = PlanConstraints.None;
         public string DepthWeights { get; init; } = "1";
         public string MaxDrops { get; init; } = "1";
+        public PlanSelection Selection { get; init; } = PlanSelection.LabelLoss;
     }
 
     private static double[] ParseList(string option, string text, Func<double, bool> valid, string expected)
@@ -173,7 +182,7 @@ public static class CalibrateCommand
             if (!preprocessors.TryTake(out var pre)) pre = new ImagePreprocessor(Inputs.PreprocessFor(config));
             try { Inputs.LoadImage(paths[i], pre, chw); }
             finally { preprocessors.Add(pre); }
-        }, labels, grid, new CalibrationOptions(a.Candidates, a.FisherSite, a.Workers, a.KeepBins, Simd: a.Simd) { Precision = a.Precision.Value, Rule = a.Rule, Constraints = a.Constraints, DepthWeights = depthWeights, MaxDrops = maxDrops }, describe, Progress);
+        }, labels, grid, new CalibrationOptions(a.Candidates, a.FisherSite, a.Workers, a.KeepBins, Simd: a.Simd) { Precision = a.Precision.Value, Rule = a.Rule, Constraints = a.Constraints, DepthWeights = depthWeights, MaxDrops = maxDrops, Selection = a.Selection }, describe, Progress);
 
         report.File.Save(a.Out);
         double wall = Inputs.Ms(start, Stopwatch.GetTimestamp()) / 1000;

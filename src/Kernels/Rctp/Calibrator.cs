@@ -19,6 +19,17 @@ public sealed record CalibrationOptions(int Candidates = 40, FisherSite FisherSi
     public IReadOnlyList<double> DepthWeights { get; init; } = [1.0];
     /// <summary>Per-block drop caps to plan with (each replaces <see cref="Constraints"/>' MaxDrop); with more than one, as for <see cref="DepthWeights"/> (every pair is a candidate).</summary>
     public IReadOnlyList<double> MaxDrops { get; init; } = [];
+    /// <summary>What picks among planner variants per budget: the measured loss with the labels (default) or KL to the dense model.</summary>
+    public PlanSelection Selection { get; init; } = PlanSelection.LabelLoss;
+}
+
+/// <summary>The measured quantity (real pruned forward on the calibration images) that picks among planner variants.</summary>
+public enum PlanSelection
+{
+    /// <summary>Mean cross-entropy with the calibration labels: the loss the Fisher proxy stands for.</summary>
+    LabelLoss,
+    /// <summary>Mean KL(dense || pruned): on DeiT-Tiny it ranked plans unlike top-1 (bench/RESULTS.md §5).</summary>
+    DenseKl,
 }
 
 /// <summary>Where calibration spent its time, for the report.</summary>
@@ -47,7 +58,7 @@ public static class Calibrator
         FisherProbe.MeasureAll(weights, images, loadImage, labels, workers, options.Simd, options.FisherSite, (w, i, input, s) =>
         {
             stats[i] = s;
-            fitter.AddImage(w, i, input, s.Logits);
+            fitter.AddImage(w, i, input, s.Logits, s.Label);
         }, progress);
         var probeTime = clock.Elapsed;
 
@@ -82,14 +93,15 @@ public static class Calibrator
         // Per budget, the plan whose real pruned forward moved the class distribution least.
         foreach (var group in Enumerable.Range(0, planned.Count).GroupBy(j => planned[j].Plan.Budget))
         {
-            int j = group.MinBy(j => double.IsNaN(fits[j].MeanKl) ? 0 : fits[j].MeanKl);
+            double Score(int j) { double v = options.Selection == PlanSelection.DenseKl ? fits[j].MeanKl : fits[j].MeanLoss; return double.IsNaN(v) ? 0 : v; }
+            int j = group.MinBy(Score);
             var (plan, dw, pc) = planned[j];
             var fit = fits[j];
             if (variants.Length > 1)
-                progress?.Invoke($"budget {plan.Budget:0.###}: depth weight {dw:0.###}, max drop {pc.MaxDrop:0.###} chosen (calibration KL by weight/max drop: " +
-                    string.Join(", ", group.Select(k => $"{planned[k].Weight:0.###}/{planned[k].Constraints.MaxDrop:0.###}: {fits[k].MeanKl:F4}")) + ")");
+                progress?.Invoke($"budget {plan.Budget:0.###}: depth weight {dw:0.###}, max drop {pc.MaxDrop:0.###} chosen (calibration loss / KL by weight/max drop: " +
+                    string.Join(", ", group.Select(k => $"{planned[k].Weight:0.###}/{planned[k].Constraints.MaxDrop:0.###}: {fits[k].MeanLoss:F4} / {fits[k].MeanKl:F4}")) + ")");
             sets.Add(new ThresholdSet(plan.Budget, fit.Thresholds, [.. keeps[j]], flat.PredictedFlops(plan) / 1e9, fit.MeasuredFlops / 1e9, UnweightedFisher(flat, plan), fit.MeanTokensPerBlock)
-            { Rule = options.Rule, FlopsSpread = fit.FlopsSpread, CalibrationKl = fit.MeanKl, CalibrationAgreement = fit.Agreement, DepthWeight = dw, MaxDrop = pc.MaxDrop });
+            { Rule = options.Rule, FlopsSpread = fit.FlopsSpread, CalibrationKl = fit.MeanKl, CalibrationAgreement = fit.Agreement, CalibrationLoss = fit.MeanLoss, DepthWeight = dw, MaxDrop = pc.MaxDrop });
         }
         sets.Sort((a, b) => a.Budget.CompareTo(b.Budget));
         var fitTime = clock.Elapsed;
@@ -105,7 +117,7 @@ public static class Calibrator
             ["plan_constraints"] = options.Constraints.ToString(),
             ["depth_weights"] = string.Join(",", depthWeights.Select(v => v.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture))),
             ["max_drops"] = string.Join(",", maxDrops.Select(v => v.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture))),
-            ["plan_selection"] = variants.Length > 1 ? "per budget, the variant with the least KL(dense || pruned) on the calibration images" : "single planner variant",
+            ["plan_selection"] = variants.Length > 1 ? (options.Selection == PlanSelection.DenseKl ? "per budget, the variant with the least KL(dense || pruned) on the calibration images" : "per budget, the variant with the least cross-entropy with the labels on the calibration images") : "single planner variant",
             ["fisher_site"] = options.FisherSite == FisherSite.TokenState ? "token state after attention" : "MSA output",
         };
         var file = new ThresholdFile

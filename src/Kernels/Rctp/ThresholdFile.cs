@@ -25,6 +25,8 @@ public sealed record ThresholdSet(
     public double CalibrationKl { get; init; } = double.NaN;
     /// <summary>Fraction of calibration images whose pruned top-1 is the dense top-1 (NaN when not recorded).</summary>
     public double CalibrationAgreement { get; init; } = double.NaN;
+    /// <summary>Mean cross-entropy with the labels on the calibration images, measured by the fit (NaN when not recorded).</summary>
+    public double CalibrationLoss { get; init; } = double.NaN;
     /// <summary>The planner's depth weight this set was planned with (<see cref="RctpCostModel"/>; 1 = flat).</summary>
     public double DepthWeight { get; init; } = 1;
     /// <summary>The per-block drop cap this set was planned with (1 = none).</summary>
@@ -119,6 +121,7 @@ public sealed class ThresholdFile
                 ["flops_cv"] = double.IsFinite(s.FlopsSpread) ? Math.Round(s.FlopsSpread, 5) : null,
                 ["calibration_kl"] = double.IsFinite(s.CalibrationKl) ? Math.Round(s.CalibrationKl, 6) : null,
                 ["calibration_agreement"] = double.IsFinite(s.CalibrationAgreement) ? Math.Round(s.CalibrationAgreement, 5) : null,
+                ["calibration_loss"] = double.IsFinite(s.CalibrationLoss) ? Math.Round(s.CalibrationLoss, 6) : null,
                 ["depth_weight"] = s.DepthWeight,
                 ["max_drop"] = s.MaxDrop,
             }).ToArray()),
@@ -167,6 +170,7 @@ public sealed class ThresholdFile
                 {
                     Rule = rule, FlopsSpread = (double?)s["flops_cv"] ?? double.NaN,
                     CalibrationKl = (double?)s["calibration_kl"] ?? double.NaN, CalibrationAgreement = (double?)s["calibration_agreement"] ?? double.NaN,
+                    CalibrationLoss = (double?)s["calibration_loss"] ?? double.NaN,
                     DepthWeight = (double?)s["depth_weight"] ?? 1,
                     MaxDrop = (double?)s["max_drop"] ?? 1,
                 });

@@ -11,12 +11,12 @@ public class CalibratorTests
     private static readonly VitConfig Config = VitEngineTests.Small;
 
     private static (VitWeights Weights, float[][] Images, CalibrationReport Report) Calibrate(int images = 16, string budgets = "0.5:1.0:0.1",
-        double[]? depthWeights = null, double[]? maxDrops = null)
+        double[]? depthWeights = null, double[]? maxDrops = null, PlanSelection selection = PlanSelection.LabelLoss)
     {
         var w = VitWeights.Random(Config, seed: 3);
         var imgs = Enumerable.Range(0, images).Select(i => VitEngineTests.RandomImage(Config, 100 + i)).ToArray();
         var report = Calibrator.Run(w, images, (i, chw) => imgs[i].CopyTo(chw), Enumerable.Repeat(-1, images).ToArray(),
-            ThresholdFile.ParseBudgets(budgets), new CalibrationOptions(Candidates: 10, Workers: 2) { DepthWeights = depthWeights ?? [1.0], MaxDrops = maxDrops ?? [] }, new Dictionary<string, string>());
+            ThresholdFile.ParseBudgets(budgets), new CalibrationOptions(Candidates: 10, Workers: 2) { DepthWeights = depthWeights ?? [1.0], MaxDrops = maxDrops ?? [], Selection = selection }, new Dictionary<string, string>());
         return (w, imgs, report);
     }
 
@@ -38,16 +38,18 @@ public class CalibratorTests
             Assert.True(Math.Abs(set.MeasuredGFlops / set.PredictedGFlops - 1) < 0.05,
                 $"budget {set.Budget}: measured {set.MeasuredGFlops} vs predicted {set.PredictedGFlops}");
             // The fit's measured KL(dense || pruned) and top-1 agreement are what replaying the set gives.
-            double kl = 0; int agree = 0;
+            double kl = 0, ce = 0; int agree = 0;
             var dense = new float[Config.Classes];
             foreach (var x in imgs)
             {
                 engine.Infer(x, dense);
                 engine.Infer(x, logits, set.Thresholds);
                 kl += ReferenceKl(dense, logits);
+                ce += ReferenceCrossEntropy(logits, Array.IndexOf(dense, dense.Max())); // pseudo-labels: the dense top-1
                 if (Array.IndexOf(dense, dense.Max()) == Array.IndexOf(logits, logits.Max())) agree++;
             }
             Assert.Equal(kl / imgs.Length, set.CalibrationKl, 4);
+            Assert.Equal(ce / imgs.Length, set.CalibrationLoss, 4);
             Assert.Equal(agree / (double)imgs.Length, set.CalibrationAgreement, 9);
         }
         Assert.True(file.Sets[0].CalibrationKl > 0, "pruning at 0.5 should move the logits");
@@ -68,13 +70,16 @@ public class CalibratorTests
         Assert.True(file.Sets[0].MeasuredGFlops < 0.6 * flops.Dense / 1e9, "the 0.5 budget should really prune");
     }
 
-    [Fact]
-    public void SeveralPlannerVariantsKeepPerBudgetTheOneWithTheLeastMeasuredKl()
+    [Theory]
+    [InlineData(PlanSelection.DenseKl)]
+    [InlineData(PlanSelection.LabelLoss)]
+    public void SeveralPlannerVariantsKeepPerBudgetTheOneWithTheLeastMeasuredScore(PlanSelection selection)
     {
+        double Score(ThresholdSet s) => selection == PlanSelection.DenseKl ? s.CalibrationKl : s.CalibrationLoss;
         const string budgets = "0.5,0.6,0.7";
         var alone = new[] { (1.0, 1.0), (4.0, 1.0), (1.0, 0.2) }
             .Select(v => Calibrate(budgets: budgets, depthWeights: [v.Item1], maxDrops: [v.Item2]).Report.File.Sets).ToArray();
-        var both = Calibrate(budgets: budgets, depthWeights: [1.0, 4.0], maxDrops: [1.0, 0.2]).Report.File.Sets;
+        var both = Calibrate(budgets: budgets, depthWeights: [1.0, 4.0], maxDrops: [1.0, 0.2], selection: selection).Report.File.Sets;
         Assert.Equal(3, both.Count);
         int differs = 0;
         for (int b = 0; b < both.Count; b++)
@@ -82,15 +87,22 @@ public class CalibratorTests
             var candidates = alone.SelectMany(sets => sets.Where(s => s.Budget == both[b].Budget)).ToArray();
             if (candidates.Select(c => string.Join(",", c.Thresholds)).Distinct().Count() > 1) differs++;
             Assert.NotEmpty(candidates);
-            var best = candidates.MinBy(c => c.CalibrationKl)!;
-            Assert.True(both[b].CalibrationKl <= best.CalibrationKl + 1e-12, $"budget {both[b].Budget}: chose KL {both[b].CalibrationKl}, best single variant {best.CalibrationKl}");
+            var best = candidates.MinBy(Score)!;
+            Assert.True(Score(both[b]) <= Score(best) + 1e-12, $"budget {both[b].Budget}: chose {Score(both[b])}, best single variant {Score(best)}");
             Assert.True(both[b].DepthWeight is 1.0 or 4.0);
             var same = candidates.SingleOrDefault(c => c.DepthWeight == both[b].DepthWeight && c.MaxDrop == both[b].MaxDrop);
             if (same is null) continue; // (4, 0.2) is only planned together
             Assert.Equal(same.Thresholds, both[b].Thresholds);          // the chosen variant's own fit, unchanged by the company
             Assert.Equal(same.CalibrationKl, both[b].CalibrationKl, 12);
+            Assert.Equal(same.CalibrationLoss, both[b].CalibrationLoss, 12);
         }
         Assert.True(differs > 0, "the variants planned identical sets: the test would not notice a wrong choice");
+    }
+
+    private static double ReferenceCrossEntropy(float[] z, int label)
+    {
+        double m = z.Max(), s = z.Sum(v => Math.Exp(v - m));
+        return -(z[label] - m - Math.Log(s));
     }
 
     /// <summary>KL(softmax(p) || softmax(q)), straight from the definition in double precision.</summary>

@@ -66,6 +66,31 @@ public static class CalibrateCommand
             HelpName = "on|off",
         };
         fuse.AcceptOnlyFromAmong("on", "off");
+        var firstPrune = CommonOptions.IntInRange(new Option<int>("--first-prune-block")
+        {
+            Description = "Plans drop no tokens before this block (0 = anywhere; default).",
+            DefaultValueFactory = _ => 0,
+            HelpName = "L",
+        }, 0, 64);
+        var maxDrop = new Option<string>("--max-drop")
+        {
+            Description = "Plans drop at most this fraction of the tokens reaching any block but the last (0..1; default 1 = no cap). A list plans each and keeps, per budget, the least measured calibration KL (as --depth-weights; every pair is a candidate).",
+            DefaultValueFactory = _ => "1",
+            HelpName = "F[,F...]",
+        };
+        var depthWeights = new Option<string>("--depth-weights")
+        {
+            Description = "Planner weight of late blocks' Fisher: block l counts W^(l/(L-1)) (default 1 = every block alike). A list plans every budget with each and keeps, per budget, the plan with the least KL(dense || pruned) measured on the calibration images.",
+            DefaultValueFactory = _ => "1",
+            HelpName = "W[,W...]",
+        };
+        var select = new Option<string>("--select")
+        {
+            Description = "What picks among planner variants (several --depth-weights/--max-drop) per budget, measured on the calibration images: loss (cross-entropy with the labels; default) or kl (KL to dense).",
+            DefaultValueFactory = _ => "loss",
+            HelpName = "loss|kl",
+        };
+        select.AcceptOnlyFromAmong("loss", "kl");
         var simd = CommonOptions.Simd();
         var json = CommonOptions.Json();
 
@@ -74,7 +99,7 @@ public static class CalibrateCommand
         precision.Description = "Engine the thresholds are fitted on: fp32 (default) or int8; the file records it and predict/eval/bench/run refuse it for the other.";
         var command = new Command("calibrate", "RCTP: calibrate class-attention thresholds for every FLOPs budget on a grid.")
         {
-            model, images, synsets, output, limit, split, candidates, keepBins, budgets, fisherAt, score, fuse, pseudo, workers, simd, json, precision,
+            model, images, synsets, output, limit, split, candidates, keepBins, budgets, fisherAt, score, fuse, firstPrune, maxDrop, depthWeights, select, pseudo, workers, simd, json, precision,
         };
         command.SetAction(parse => Run(stdout, parse.InvocationConfiguration.Error, new CalibrateArgs(
             parse.GetRequiredValue(model), parse.GetRequiredValue(images), parse.GetValue(synsets), parse.GetRequiredValue(output),
@@ -85,6 +110,10 @@ public static class CalibrateCommand
             Precision = new PrecisionOptions.Choice(parse.GetValue(precision), null),
             Rule = new ThresholdRule(parse.GetValue(score) == "raw" ? ScoreScale.Raw : ScoreScale.RelativeToMean, parse.GetValue(fuse) == "on"),
             KeepBins = parse.GetValue(keepBins),
+            Constraints = new PlanConstraints(parse.GetValue(firstPrune)),
+            MaxDrops = parse.GetValue(maxDrop) ?? "1",
+            Selection = parse.GetValue(select) == "kl" ? PlanSelection.DenseKl : PlanSelection.LabelLoss,
+            DepthWeights = parse.GetValue(depthWeights) ?? "1",
         }));
         return command;
     }
@@ -96,6 +125,20 @@ public static class CalibrateCommand
         public PrecisionOptions.Choice Precision { get; init; } = PrecisionOptions.Choice.Fp32;
         public ThresholdRule Rule { get; init; } = ThresholdRule.Raw;
         public int KeepBins { get; init; } = 200;
+        public PlanConstraints Constraints { get; init; } = PlanConstraints.None;
+        public string DepthWeights { get; init; } = "1";
+        public string MaxDrops { get; init; } = "1";
+        public PlanSelection Selection { get; init; } = PlanSelection.LabelLoss;
+    }
+
+    private static double[] ParseList(string option, string text, Func<double, bool> valid, string expected)
+    {
+        var parts = text.Split(',', StringSplitOptions.TrimEntries);
+        var values = new double[parts.Length];
+        for (int i = 0; i < parts.Length; i++)
+            if (!double.TryParse(parts[i], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out values[i]) || !valid(values[i]))
+                throw new UsageException($"{option}: '{parts[i]}' is not {expected}");
+        return values;
     }
 
     /// <param name="stderr">Progress lines (stage, images, budgets, ETA); never stdout, so --json stays one line.</param>
@@ -106,6 +149,8 @@ public static class CalibrateCommand
         double[] grid;
         try { grid = ThresholdFile.ParseBudgets(a.Budgets); }
         catch (ArgumentException ex) { throw new UsageException(ex.Message); }
+        double[] depthWeights = ParseList("--depth-weights", a.DepthWeights, v => v > 0 && !double.IsInfinity(v), "a positive number (e.g. 1 or 0.5,1,2)");
+        double[] maxDrops = ParseList("--max-drop", a.MaxDrops, v => v > 0 && v <= 1, "a fraction in (0, 1] (e.g. 1 or 0.3,1)");
         if (!a.PseudoLabels && a.Synsets is null) throw new UsageException("calibrate needs --synsets FILE for labels, or --pseudo-labels");
         string? outDir = Path.GetDirectoryName(Path.GetFullPath(a.Out));
         if (outDir is not null && !Directory.Exists(outDir)) throw new InputException($"output directory not found: {outDir}");
@@ -122,7 +167,7 @@ public static class CalibrateCommand
         void Log(string line) { if (!a.Json) { lock (stdout) stdout.WriteLine(line); } }
         void Progress(string line) { if (stderr is not null) { lock (stderr) { stderr.WriteLine("edgevit: calibrate: " + line); stderr.Flush(); } } }
         Log($"calibrating {config.Describe()} on {paths.Count} images ({a.Split}, {(a.PseudoLabels ? "pseudo-labels" : "labels from file names")}), " +
-            $"{a.Candidates} candidates per block, Fisher at the {(a.FisherSite == FisherSite.TokenState ? "token state" : "MSA output")}, {grid.Length} budgets, {a.Workers} workers, fitted on the {a.Precision.Name} engine, thresholds on {a.Rule}");
+            $"{a.Candidates} candidates per block, Fisher at the {(a.FisherSite == FisherSite.TokenState ? "token state" : "MSA output")}, {grid.Length} budgets, {a.Workers} workers, fitted on the {a.Precision.Name} engine, thresholds on {a.Rule}, plan constraints: {a.Constraints}, depth weights {a.DepthWeights}, max drop {a.MaxDrops}");
 
         var describe = new Dictionary<string, string>
         {
@@ -137,7 +182,7 @@ public static class CalibrateCommand
             if (!preprocessors.TryTake(out var pre)) pre = new ImagePreprocessor(Inputs.PreprocessFor(config));
             try { Inputs.LoadImage(paths[i], pre, chw); }
             finally { preprocessors.Add(pre); }
-        }, labels, grid, new CalibrationOptions(a.Candidates, a.FisherSite, a.Workers, a.KeepBins, Simd: a.Simd) { Precision = a.Precision.Value, Rule = a.Rule }, describe, Progress);
+        }, labels, grid, new CalibrationOptions(a.Candidates, a.FisherSite, a.Workers, a.KeepBins, Simd: a.Simd) { Precision = a.Precision.Value, Rule = a.Rule, Constraints = a.Constraints, DepthWeights = depthWeights, MaxDrops = maxDrops, Selection = a.Selection }, describe, Progress);
 
         report.File.Save(a.Out);
         double wall = Inputs.Ms(start, Stopwatch.GetTimestamp()) / 1000;

@@ -48,6 +48,11 @@ public static class EvalCommand
             Description = "Also write image,label,top1 per image to this CSV (for paired comparisons of two runs).",
             HelpName = "FILE",
         };
+        var logitsOut = new Option<string?>("--logits")
+        {
+            Description = "Also write every image's logits to this file: float32 little-endian, images x classes, in --predictions order (for KL and agreement against another run).",
+            HelpName = "FILE",
+        };
         var onnxRuntime = new Option<string?>("--onnxruntime")
         {
             Description = "Evaluate ONNX Runtime running this .onnx (e.g. the int8 graph of 'quantize --onnx-out') instead of EdgeViT, on the same images and preprocessing.",
@@ -57,7 +62,7 @@ public static class EvalCommand
 
         var command = new Command("eval", "Top-1/top-5 accuracy and speed over a labelled image folder.")
         {
-            model, images, synsets, limit, split, threads, prefetch, simd, json, predictions,
+            model, images, synsets, limit, split, threads, prefetch, simd, json, predictions, logitsOut,
         };
 #if !EDGEVIT_DEVICE
         command.Add(onnxRuntime);
@@ -73,6 +78,7 @@ public static class EvalCommand
             Pruning = pruning.Read(parse),
             Precision = precision.Read(parse),
             Predictions = parse.GetValue(predictions),
+            Logits = parse.GetValue(logitsOut),
             OnnxRuntime = parse.GetValue(onnxRuntime),
         }));
         return command;
@@ -89,6 +95,8 @@ public static class EvalCommand
         public PrecisionOptions.Choice Precision { get; init; } = PrecisionOptions.Choice.Fp32;
         /// <summary>CSV of image, label, top-1 per image (paired comparisons of two runs).</summary>
         public string? Predictions { get; init; }
+        /// <summary>Binary float32 logits, images x classes.</summary>
+        public string? Logits { get; init; }
         /// <summary>Run ONNX Runtime on this .onnx instead of EdgeViT (the model file still gives config and labels).</summary>
         public string? OnnxRuntime { get; init; }
     }
@@ -106,6 +114,11 @@ public static class EvalCommand
             Inputs.RequireFile(a.OnnxRuntime, "ONNX model");
             if (a.Pruning.Thresholds is not null || a.Precision.Requested is not null || a.Precision.Quantized is not null)
                 throw new UsageException("--onnxruntime evaluates the given graph as it is: no --thresholds, --precision or --quantized");
+        }
+        foreach (var outFile in new[] { a.Predictions, a.Logits })
+        {
+            string? dir = outFile is null ? null : Path.GetDirectoryName(Path.GetFullPath(outFile));
+            if (dir is not null && !Directory.Exists(dir)) throw new InputException($"output directory not found: {dir}");
         }
         var paths = ImageFolder.List(a.Images, a.Limit, a.Split);
         var synsets = SynsetTable.Load(a.Synsets);
@@ -137,7 +150,9 @@ public static class EvalCommand
         var decodeMs = new double[n];
         var preprocessMs = new double[n];
         var predicted = new int[n];
+        var imageGflops = new double[n];
         double gflopsSum = 0;
+        using var logitsFile = a.Logits is null ? null : new BinaryWriter(File.Create(a.Logits));
 
         if (!a.Json)
             stdout.WriteLine($"model {a.Model} ({config.Describe()}), {(baseline is null ? $"simd {engine.Simd}, {a.Precision.Name}" : $"ONNX Runtime on {a.OnnxRuntime}")}, threads {a.Threads}, {n} images ({a.Split})" +
@@ -159,12 +174,14 @@ public static class EvalCommand
                     var stats = engine.Infer(item.Chw, logits, thresholds, rule);
                     inferMs[i] = Inputs.Ms(t0, Stopwatch.GetTimestamp());
                     gflopsSum += stats.GFlops;
+                    imageGflops[i] = stats.GFlops;
                     for (int l = 0; l < config.Depth; l++) tokensKept[l] += stats.TokensPerBlock[l];
                 }
                 decodeMs[i] = item.DecodeMs;
                 preprocessMs[i] = item.PreprocessMs;
                 pipeline.Return(item);
 
+                if (logitsFile is not null) foreach (float v in logits) logitsFile.Write(v);
                 int k = Ranking.TopK(logits, best);
                 predicted[i] = k > 0 ? best[0] : -1;
                 if (k > 0 && best[0] == labels[i]) correct1++;
@@ -194,7 +211,7 @@ public static class EvalCommand
             Split: a.Split,
             Budget: set?.Budget,
             TokensKeptPerBlock: tokensKept.Select(t => r(t / n, 2)).ToArray()) { Precision = a.OnnxRuntime is null ? a.Precision.Name : "onnxruntime:" + Path.GetFileName(a.OnnxRuntime) };
-        if (a.Predictions is not null) WritePredictions(a.Predictions, paths, labels, predicted);
+        if (a.Predictions is not null) WritePredictions(a.Predictions, paths, labels, predicted, imageGflops);
 
         if (a.Json)
         {
@@ -213,10 +230,11 @@ public static class EvalCommand
         return ExitCodes.Ok;
     }
 
-    private static void WritePredictions(string path, IReadOnlyList<string> paths, int[] labels, int[] predicted)
+    private static void WritePredictions(string path, IReadOnlyList<string> paths, int[] labels, int[] predicted, double[] gflops)
     {
         using var w = new StreamWriter(path);
-        w.WriteLine("image,label,top1");
-        for (int i = 0; i < paths.Count; i++) w.WriteLine($"{Path.GetFileName(paths[i])},{labels[i]},{predicted[i]}");
+        w.WriteLine("image,label,top1,gflops");
+        for (int i = 0; i < paths.Count; i++)
+            w.WriteLine($"{Path.GetFileName(paths[i])},{labels[i]},{predicted[i]},{gflops[i].ToString("0.######", System.Globalization.CultureInfo.InvariantCulture)}");
     }
 }

@@ -31,6 +31,8 @@ public sealed class TokenStatistics(int depth, int patches)
     public float[] MaskGradient { get; } = new float[depth * patches];
     public int Label { get; set; }
     public int PredictedClass { get; set; }
+    /// <summary>The dense model's logits (what calibration measures pruned models against).</summary>
+    public float[] Logits { get; set; } = [];
     public float Loss { get; set; }
 }
 
@@ -130,6 +132,7 @@ public sealed unsafe class FisherProbe : IDisposable, VitEngine.IForwardObserver
         if (y >= _c.Classes) throw new ArgumentOutOfRangeException(nameof(label), label, $"label beyond the model's {_c.Classes} classes");
         into.Label = y;
         into.PredictedClass = predicted;
+        into.Logits = (float[])_logits.Clone();
         into.Loss = Backward(y, into);
     }
 

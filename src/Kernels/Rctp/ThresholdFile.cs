@@ -21,6 +21,16 @@ public sealed record ThresholdSet(
     public ThresholdRule Rule { get; init; } = ThresholdRule.Raw;
     /// <summary>Coefficient of variation of per-image FLOPs on the calibration images (NaN when not recorded).</summary>
     public double FlopsSpread { get; init; } = double.NaN;
+    /// <summary>Mean KL(dense || pruned) over the calibration images, measured by the fit (NaN when not recorded).</summary>
+    public double CalibrationKl { get; init; } = double.NaN;
+    /// <summary>Fraction of calibration images whose pruned top-1 is the dense top-1 (NaN when not recorded).</summary>
+    public double CalibrationAgreement { get; init; } = double.NaN;
+    /// <summary>Mean cross-entropy with the labels on the calibration images, measured by the fit (NaN when not recorded).</summary>
+    public double CalibrationLoss { get; init; } = double.NaN;
+    /// <summary>The planner's depth weight this set was planned with (<see cref="RctpCostModel"/>; 1 = flat).</summary>
+    public double DepthWeight { get; init; } = 1;
+    /// <summary>The per-block drop cap this set was planned with (1 = none).</summary>
+    public double MaxDrop { get; init; } = 1;
 }
 
 /// <summary>
@@ -109,6 +119,11 @@ public sealed class ThresholdFile
                 ["fisher_loss"] = s.FisherLoss,
                 ["mean_tokens_per_block"] = new JsonArray(s.MeanTokensPerBlock.Select(k => (JsonNode)Math.Round(k, 3)).ToArray()),
                 ["flops_cv"] = double.IsFinite(s.FlopsSpread) ? Math.Round(s.FlopsSpread, 5) : null,
+                ["calibration_kl"] = double.IsFinite(s.CalibrationKl) ? Math.Round(s.CalibrationKl, 6) : null,
+                ["calibration_agreement"] = double.IsFinite(s.CalibrationAgreement) ? Math.Round(s.CalibrationAgreement, 5) : null,
+                ["calibration_loss"] = double.IsFinite(s.CalibrationLoss) ? Math.Round(s.CalibrationLoss, 6) : null,
+                ["depth_weight"] = s.DepthWeight,
+                ["max_drop"] = s.MaxDrop,
             }).ToArray()),
         };
         File.WriteAllText(path, root.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
@@ -152,7 +167,13 @@ public sealed class ThresholdFile
                 sets.Add(new ThresholdSet(budget, th,
                     Doubles(s["keep_fraction"]), (double?)s["predicted_gflops"] ?? double.NaN, (double?)s["measured_gflops"] ?? double.NaN,
                     (double?)s["fisher_loss"] ?? double.NaN, Doubles(s["mean_tokens_per_block"]))
-                { Rule = rule, FlopsSpread = (double?)s["flops_cv"] ?? double.NaN });
+                {
+                    Rule = rule, FlopsSpread = (double?)s["flops_cv"] ?? double.NaN,
+                    CalibrationKl = (double?)s["calibration_kl"] ?? double.NaN, CalibrationAgreement = (double?)s["calibration_agreement"] ?? double.NaN,
+                    CalibrationLoss = (double?)s["calibration_loss"] ?? double.NaN,
+                    DepthWeight = (double?)s["depth_weight"] ?? 1,
+                    MaxDrop = (double?)s["max_drop"] ?? 1,
+                });
             }
             if (sets.Count == 0) throw new ModelFormatException($"{file}: no threshold sets");
             var options = root["calibration"]?["options"]?.AsObject().ToDictionary(kv => kv.Key, kv => kv.Value?.ToString() ?? "") ?? [];

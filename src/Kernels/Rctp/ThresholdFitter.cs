@@ -21,6 +21,8 @@ public sealed unsafe class ThresholdFitter : IDisposable
     private readonly VitEngine[] _engines;
     private readonly VitConfig _c;
     private readonly float[][] _embedded; // per image: residual stream after patch embedding [Tokens x D]
+    private readonly double[][] _denseLogProb; // per image: dense log-softmax, when given (for the measured KL)
+    private readonly int[] _label;             // per image: the label calibration's Fisher used (for the measured loss)
 
     /// <summary>One single-threaded engine per worker (fp32, or int8: the thresholds see that engine's attention); images are split between them.</summary>
     public ThresholdFitter(VitWeights weights, int workers, int images, Simd.SimdLevel? level = null, Precision precision = Precision.Fp32, ThresholdRule rule = default)
@@ -31,14 +33,19 @@ public sealed unsafe class ThresholdFitter : IDisposable
         _engines = Enumerable.Range(0, Math.Max(1, workers))
             .Select(_ => new VitEngine(weights, new EngineOptions(1, level) { Precision = precision, Quantized = quantized })).ToArray();
         _embedded = new float[images][];
+        _denseLogProb = new double[images][];
+        _label = new int[images];
     }
 
     public int Images => _embedded.Length;
     public ThresholdRule Rule { get; }
 
     /// <summary>Embeds image i (thread-safe for distinct workers).</summary>
-    public void AddImage(int worker, int index, ReadOnlySpan<float> imageChw)
+    /// <param name="denseLogits">The dense model's logits for the image: the fit then measures each plan's mean KL(dense || pruned) and cross-entropy with <paramref name="label"/>.</param>
+    public void AddImage(int worker, int index, ReadOnlySpan<float> imageChw, ReadOnlySpan<float> denseLogits = default, int label = -1)
     {
+        _label[index] = label;
+        if (!denseLogits.IsEmpty) _denseLogProb[index] = LogSoftmax(denseLogits);
         var engine = _engines[worker];
         var x = new float[_c.Tokens * _c.EmbedDim];
         fixed (float* img = imageChw) engine.BeginImage(img);
@@ -47,7 +54,31 @@ public sealed unsafe class ThresholdFitter : IDisposable
     }
 
     /// <param name="FlopsSpread">Coefficient of variation of the per-image FLOPs over D: how unevenly one threshold set prunes different images.</param>
-    public sealed record Fit(float[] Thresholds, double MeasuredFlops, double[] MeanTokensPerBlock, double FlopsSpread);
+    /// <param name="MeanKl">Mean KL(dense || pruned) of the class distribution over D (NaN without dense logits): the real loss the Fisher sum stands for.</param>
+    /// <param name="Agreement">Fraction of D whose pruned top-1 is the dense top-1 (NaN without dense logits).</param>
+    /// <param name="MeanLoss">Mean cross-entropy of the pruned model with the calibration label (the loss Fisher approximates; NaN without dense logits).</param>
+    public sealed record Fit(float[] Thresholds, double MeasuredFlops, double[] MeanTokensPerBlock, double FlopsSpread, double MeanKl = double.NaN, double Agreement = double.NaN, double MeanLoss = double.NaN);
+
+    /// <summary>log softmax in double precision.</summary>
+    internal static double[] LogSoftmax(ReadOnlySpan<float> z)
+    {
+        double max = double.NegativeInfinity;
+        foreach (float v in z) max = Math.Max(max, v);
+        double sum = 0;
+        foreach (float v in z) sum += Math.Exp(v - max);
+        double log = max + Math.Log(sum);
+        var r = new double[z.Length];
+        for (int i = 0; i < z.Length; i++) r[i] = z[i] - log;
+        return r;
+    }
+
+    /// <summary>KL(p || q) = sum p (log p - log q) from log-probabilities.</summary>
+    internal static double Kl(double[] logP, double[] logQ)
+    {
+        double kl = 0;
+        for (int i = 0; i < logP.Length; i++) kl += Math.Exp(logP[i]) * (logP[i] - logQ[i]);
+        return Math.Max(0, kl);
+    }
 
     /// <summary>Fits thresholds so that after block l the mean patch tokens alive are keepFraction[l] of all.</summary>
     public Fit Realize(IReadOnlyList<double> keepFraction) => RealizeAll([keepFraction])[0];
@@ -139,7 +170,28 @@ public sealed unsafe class ThresholdFitter : IDisposable
             {
                 double measured = state.Flops.Average();
                 double sd = Math.Sqrt(state.Flops.Sum(f => (f - measured) * (f - measured)) / Math.Max(1, images - 1));
-                foreach (int p in members) results[p] = new Fit(thresholds[p], measured, meanTokens[p], sd / measured);
+                double kl = double.NaN, agree = double.NaN, ce = double.NaN;
+                if (_denseLogProb.All(p => p is not null))
+                {
+                    var klPer = new double[images];
+                    var agreePer = new bool[images];
+                    var cePer = new double[images];
+                    ForEachImage((engine, i) =>
+                    {
+                        var logits = new float[_c.Classes];
+                        engine.LoadState(state.N[i], state.X(i), state.Ids[i], state.Sizes[i]);
+                        engine.FinishImage(logits);
+                        var q = LogSoftmax(logits);
+                        klPer[i] = Kl(_denseLogProb[i], q);
+                        agreePer[i] = ArgMax(q) == ArgMax(_denseLogProb[i]);
+                        int y = _label[i] >= 0 ? _label[i] : ArgMax(_denseLogProb[i]);
+                        cePer[i] = -q[y];
+                    });
+                    ce = cePer.Average();
+                    kl = klPer.Average();
+                    agree = agreePer.Count(a => a) / (double)images;
+                }
+                foreach (int p in members) results[p] = new Fit(thresholds[p], measured, meanTokens[p], sd / measured, kl, agree, ce);
                 state.Dispose();
                 return;
             }
@@ -210,6 +262,13 @@ public sealed unsafe class ThresholdFitter : IDisposable
         if (keep <= 0) return sorted[^1];
         float lo = sorted[drop - 1], hi = sorted[drop];
         return lo == hi ? lo : lo + (hi - lo) * 0.5f;
+    }
+
+    private static int ArgMax(double[] v)
+    {
+        int best = 0;
+        for (int i = 1; i < v.Length; i++) if (v[i] > v[best]) best = i;
+        return best;
     }
 
     private void ForEachImage(Action<VitEngine, int> work)

@@ -110,10 +110,18 @@ public sealed class RctpCostModel : IPruningCostModel
 {
     private readonly CalibrationStatistics _stats;
     private readonly FlopsModel _flops;
+    private readonly double[] _blockWeight;
+
+    public double DepthWeight { get; }
 
     /// <param name="fusedToken">dropped tokens live on as one extra token (its cost counted from the first drop on; its Fisher is still counted as lost).</param>
-    public RctpCostModel(CalibrationStatistics stats, int candidates, int keepBins = 200, int flopsUnits = 4000, bool fusedToken = false)
+    /// <param name="depthWeight">Block l's Fisher counts depthWeight^(l/(L-1)) times (1: every block's Fisher over D weighs the same; above 1 late blocks weigh more, so plans prune earlier).</param>
+    public RctpCostModel(CalibrationStatistics stats, int candidates, int keepBins = 200, int flopsUnits = 4000, bool fusedToken = false, double depthWeight = 1)
     {
+        if (!(depthWeight > 0) || double.IsInfinity(depthWeight)) throw new ArgumentOutOfRangeException(nameof(depthWeight), depthWeight, "depth weight must be positive");
+        int depth = stats.Config.Depth;
+        _blockWeight = Enumerable.Range(0, depth).Select(l => depth > 1 ? Math.Pow(depthWeight, (double)l / (depth - 1)) : 1).ToArray();
+        DepthWeight = depthWeight;
         if (candidates < 2) throw new ArgumentOutOfRangeException(nameof(candidates), candidates, "need at least 2 candidates per block");
         if (keepBins < 2 || keepBins > 255) throw new ArgumentOutOfRangeException(nameof(keepBins), keepBins, "keep bins must be in 2..255");
         _stats = stats;
@@ -139,10 +147,51 @@ public sealed class RctpCostModel : IPruningCostModel
         double flops = _flops.Block(_flops.Tokens(k), _flops.Tokens(ko));
         int units = (int)Math.Ceiling(flops / _flops.Dense * FlopsUnits - 1e-9);
         double loss = _stats.FisherBelow(block, 1 - ko) - _stats.FisherBelow(block, 1 - k);
-        return (keepOut, units, Math.Max(0, loss));
+        return (keepOut, units, Math.Max(0, loss) * _blockWeight[block]);
     }
 
     /// <summary>Predicted multiply-adds of a plan (unrounded), from its keep fractions.</summary>
     public double PredictedFlops(PruningPlan plan) =>
         _flops.Total(plan.KeepBin.Select(k => _flops.Tokens((double)k / KeepBins)).ToArray());
+}
+
+/// <summary>
+/// Limits on where a plan may prune: no block before <see cref="FirstPruneBlock"/> drops tokens, and no block
+/// drops more than <see cref="MaxDrop"/> of the tokens reaching it. The last block is exempt from the cap: its
+/// patch outputs never reach the class head, so dropping them there is exact.
+/// </summary>
+public readonly record struct PlanConstraints(int FirstPruneBlock = 0, double MaxDrop = 1)
+{
+    public static PlanConstraints None => new(0, 1);
+    public bool IsNone => FirstPruneBlock <= 0 && MaxDrop >= 1;
+    public override string ToString() => IsNone ? "none" : $"first prune block {FirstPruneBlock}, max drop {MaxDrop:0.###} per block";
+}
+
+/// <summary>
+/// A cost model with <see cref="PlanConstraints"/>: forbidden steps cost infinite loss, which the planner never
+/// takes (keeping every token, candidate 0, is always allowed, so every budget the constraints can reach is planned).
+/// </summary>
+public sealed class ConstrainedCostModel(IPruningCostModel inner, PlanConstraints constraints) : IPruningCostModel
+{
+    public int Blocks => inner.Blocks;
+    public int Candidates => inner.Candidates;
+    public int KeepBins => inner.KeepBins;
+    public int FlopsUnits => inner.FlopsUnits;
+    public int FixedUnits => inner.FixedUnits;
+
+    public (int KeepOut, int FlopsUnits, double Loss) Step(int block, int keepIn, int candidate)
+    {
+        var (ko, fl, loss) = inner.Step(block, keepIn, candidate);
+        if (ko < keepIn && !Allowed(constraints, Blocks, block, keepIn, ko)) return (ko, fl, double.PositiveInfinity);
+        return (ko, fl, loss);
+    }
+
+    /// <summary>Whether going from keepIn to keepOut bins in this block respects the constraints.</summary>
+    public static bool Allowed(PlanConstraints c, int blocks, int block, int keepIn, int keepOut)
+    {
+        if (keepOut >= keepIn) return true;
+        if (block < c.FirstPruneBlock) return false;
+        if (block == blocks - 1) return true;
+        return keepIn - keepOut <= c.MaxDrop * keepIn + 1e-9;
+    }
 }

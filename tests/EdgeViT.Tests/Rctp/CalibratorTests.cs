@@ -10,12 +10,13 @@ public class CalibratorTests
 {
     private static readonly VitConfig Config = VitEngineTests.Small;
 
-    private static (VitWeights Weights, float[][] Images, CalibrationReport Report) Calibrate(int images = 16, string budgets = "0.5:1.0:0.1")
+    private static (VitWeights Weights, float[][] Images, CalibrationReport Report) Calibrate(int images = 16, string budgets = "0.5:1.0:0.1",
+        double[]? depthWeights = null, double[]? maxDrops = null, PlanSelection selection = PlanSelection.LabelLoss)
     {
         var w = VitWeights.Random(Config, seed: 3);
         var imgs = Enumerable.Range(0, images).Select(i => VitEngineTests.RandomImage(Config, 100 + i)).ToArray();
         var report = Calibrator.Run(w, images, (i, chw) => imgs[i].CopyTo(chw), Enumerable.Repeat(-1, images).ToArray(),
-            ThresholdFile.ParseBudgets(budgets), new CalibrationOptions(Candidates: 10, Workers: 2), new Dictionary<string, string>());
+            ThresholdFile.ParseBudgets(budgets), new CalibrationOptions(Candidates: 10, Workers: 2) { DepthWeights = depthWeights ?? [1.0], MaxDrops = maxDrops ?? [], Selection = selection }, new Dictionary<string, string>());
         return (w, imgs, report);
     }
 
@@ -36,7 +37,22 @@ public class CalibratorTests
             Assert.Equal(set.MeasuredGFlops, mean, 9);
             Assert.True(Math.Abs(set.MeasuredGFlops / set.PredictedGFlops - 1) < 0.05,
                 $"budget {set.Budget}: measured {set.MeasuredGFlops} vs predicted {set.PredictedGFlops}");
+            // The fit's measured KL(dense || pruned) and top-1 agreement are what replaying the set gives.
+            double kl = 0, ce = 0; int agree = 0;
+            var dense = new float[Config.Classes];
+            foreach (var x in imgs)
+            {
+                engine.Infer(x, dense);
+                engine.Infer(x, logits, set.Thresholds);
+                kl += ReferenceKl(dense, logits);
+                ce += ReferenceCrossEntropy(logits, Array.IndexOf(dense, dense.Max())); // pseudo-labels: the dense top-1
+                if (Array.IndexOf(dense, dense.Max()) == Array.IndexOf(logits, logits.Max())) agree++;
+            }
+            Assert.Equal(kl / imgs.Length, set.CalibrationKl, 4);
+            Assert.Equal(ce / imgs.Length, set.CalibrationLoss, 4);
+            Assert.Equal(agree / (double)imgs.Length, set.CalibrationAgreement, 9);
         }
+        Assert.True(file.Sets[0].CalibrationKl > 0, "pruning at 0.5 should move the logits");
         // More budget never loses more Fisher. At budget 1.0 the plan loses none, yet may still prune: patch
         // tokens leaving the last block never reach the head (zero Fisher), so dropping them before its MLP is free
         // and must leave the logits as they are.
@@ -54,6 +70,49 @@ public class CalibratorTests
         Assert.True(file.Sets[0].MeasuredGFlops < 0.6 * flops.Dense / 1e9, "the 0.5 budget should really prune");
     }
 
+    [Theory]
+    [InlineData(PlanSelection.DenseKl)]
+    [InlineData(PlanSelection.LabelLoss)]
+    public void SeveralPlannerVariantsKeepPerBudgetTheOneWithTheLeastMeasuredScore(PlanSelection selection)
+    {
+        double Score(ThresholdSet s) => selection == PlanSelection.DenseKl ? s.CalibrationKl : s.CalibrationLoss;
+        const string budgets = "0.5,0.6,0.7";
+        var alone = new[] { (1.0, 1.0), (4.0, 1.0), (1.0, 0.2) }
+            .Select(v => Calibrate(budgets: budgets, depthWeights: [v.Item1], maxDrops: [v.Item2]).Report.File.Sets).ToArray();
+        var both = Calibrate(budgets: budgets, depthWeights: [1.0, 4.0], maxDrops: [1.0, 0.2], selection: selection).Report.File.Sets;
+        Assert.Equal(3, both.Count);
+        int differs = 0;
+        for (int b = 0; b < both.Count; b++)
+        {
+            var candidates = alone.SelectMany(sets => sets.Where(s => s.Budget == both[b].Budget)).ToArray();
+            if (candidates.Select(c => string.Join(",", c.Thresholds)).Distinct().Count() > 1) differs++;
+            Assert.NotEmpty(candidates);
+            var best = candidates.MinBy(Score)!;
+            Assert.True(Score(both[b]) <= Score(best) + 1e-12, $"budget {both[b].Budget}: chose {Score(both[b])}, best single variant {Score(best)}");
+            Assert.True(both[b].DepthWeight is 1.0 or 4.0);
+            var same = candidates.SingleOrDefault(c => c.DepthWeight == both[b].DepthWeight && c.MaxDrop == both[b].MaxDrop);
+            if (same is null) continue; // (4, 0.2) is only planned together
+            Assert.Equal(same.Thresholds, both[b].Thresholds);          // the chosen variant's own fit, unchanged by the company
+            Assert.Equal(same.CalibrationKl, both[b].CalibrationKl, 12);
+            Assert.Equal(same.CalibrationLoss, both[b].CalibrationLoss, 12);
+        }
+        Assert.True(differs > 0, "the variants planned identical sets: the test would not notice a wrong choice");
+    }
+
+    private static double ReferenceCrossEntropy(float[] z, int label)
+    {
+        double m = z.Max(), s = z.Sum(v => Math.Exp(v - m));
+        return -(z[label] - m - Math.Log(s));
+    }
+
+    /// <summary>KL(softmax(p) || softmax(q)), straight from the definition in double precision.</summary>
+    private static double ReferenceKl(float[] p, float[] q)
+    {
+        double[] Softmax(float[] z) { double m = z.Max(); var e = z.Select(v => Math.Exp(v - m)).ToArray(); double s = e.Sum(); return e.Select(v => v / s).ToArray(); }
+        var a = Softmax(p); var b = Softmax(q);
+        return a.Select((v, i) => v == 0 ? 0 : v * Math.Log(v / b[i])).Sum();
+    }
+
     [Fact]
     public void ThresholdFileRoundTripsAndRejectsAnotherModelAndUncoveredBudgets()
     {
@@ -65,7 +124,12 @@ public class CalibratorTests
             var loaded = ThresholdFile.Load(path);
             loaded.EnsureMatches(w);
             Assert.Equal(report.File.Sets.Select(s => s.Budget), loaded.Sets.Select(s => s.Budget));
-            for (int i = 0; i < loaded.Sets.Count; i++) Assert.Equal(report.File.Sets[i].Thresholds, loaded.Sets[i].Thresholds);
+            for (int i = 0; i < loaded.Sets.Count; i++)
+            {
+                Assert.Equal(report.File.Sets[i].Thresholds, loaded.Sets[i].Thresholds);
+                Assert.Equal(report.File.Sets[i].CalibrationKl, loaded.Sets[i].CalibrationKl, 5);
+                Assert.Equal(report.File.Sets[i].CalibrationAgreement, loaded.Sets[i].CalibrationAgreement, 4);
+            }
             Assert.Equal(0.8, loaded.Select(0.85).Budget);   // largest set not above the request
             Assert.Equal(0.6, loaded.Select(0.6).Budget);
 

@@ -349,7 +349,9 @@ public unsafe class LearnedThresholdsTests(ITestOutputHelper output)
         var int8 = method.Train(0.7);
         Assert.Equal(fp32.StepFlops.Count, int8.StepFlops.Count);
         Assert.NotEqual(fp32.StepFlops, int8.StepFlops);
-        // Same engine-independent start and the same objective: the runs stay close (int8 is not garbage).
-        for (int i = 0; i < fp32.StepFlops.Count; i++) Assert.InRange(int8.StepFlops[i] - fp32.StepFlops[i], -0.05, 0.05);
+        // The first step runs both engines at the same start thresholds, so its FLOPs differ only by what int8 changes
+        // in the scores: a little (a broken int8 engine merges and prunes something else entirely). Later steps follow
+        // their own gradients and may drift apart.
+        Assert.InRange(int8.StepFlops[0] - fp32.StepFlops[0], -0.03, 0.03);
     }
 }

@@ -38,8 +38,8 @@ public static unsafe class BipartiteMatching
     /// <summary>
     /// For every source row s = 2a (a &gt;= 1): its most similar destination row (the first maximum on ties) and that
     /// similarity, in bestDestination[a] and bestSimilarity[a] (-1 and -inf when there is no destination; index 0,
-    /// CLS, gets those too). The sources x destinations similarities are one GEMM (destinations packed as the right
-    /// operand, as attention packs K^T), then a row-wise argmax. Returns the multiply-adds spent.
+    /// CLS, gets those too). The sources x destinations similarities go through <see cref="RowBestMatch"/>
+    /// (one GEMM, then a row-wise argmax). Returns the multiply-adds spent.
     /// </summary>
     public static long BestDestinations(SimdLevel level, MatchingScratch scratch, float* metric, int headDim, int n, int prefix,
         Span<float> bestSimilarity, Span<int> bestDestination)
@@ -54,19 +54,10 @@ public static unsafe class BipartiteMatching
             for (int a = 1; a < sources; a++) { bestSimilarity[a] = float.NegativeInfinity; bestDestination[a] = -1; }
             return 0;
         }
-        int ld = scratch.Get(level, headDim, sources - 1, dests, out float* packed, out float* sim);
-        Gemm.PackTransposed(metric + (long)firstDst * headDim, 2 * headDim, dests, headDim, Gemm.PanelWidth(level), packed);
-        Gemm.MultiplyPacked(level, metric + 2L * headDim, 2 * headDim, sources - 1, packed, null, headDim, dests, sim, ld);
-        for (int a = 1; a < sources; a++)
-        {
-            float* row = sim + (long)(a - 1) * ld;
-            float best = row[0];
-            int bestJ = 0;
-            for (int j = 1; j < dests; j++) if (row[j] > best) { best = row[j]; bestJ = j; }
-            bestSimilarity[a] = best;
-            bestDestination[a] = firstDst + 2 * bestJ;
-        }
-        return (long)(sources - 1) * dests * headDim;
+        long work = RowBestMatch.Find(level, scratch, metric + 2L * headDim, 2 * headDim, sources - 1,
+            metric + (long)firstDst * headDim, 2 * headDim, dests, headDim, bestSimilarity[1..], bestDestination[1..]);
+        for (int a = 1; a < sources; a++) bestDestination[a] = firstDst + 2 * bestDestination[a];
+        return work;
     }
 
     /// <summary>The scalar reference of <see cref="BestDestinations(SimdLevel, MatchingScratch, float*, int, int, int, Span{float}, Span{int})"/>, dot product by dot product.</summary>
@@ -97,31 +88,36 @@ public static unsafe class BipartiteMatching
 }
 
 /// <summary>
-/// The packed destinations and the similarity matrix of <see cref="BipartiteMatching.BestDestinations(SimdLevel, MatchingScratch, float*, int, int, int, Span{float}, Span{int})"/>:
-/// owned by one reducer, sized on first use for the model's largest token count and reused for every block and image.
+/// The packed right operand and the similarity matrix of <see cref="RowBestMatch.Find"/>: owned by one reducer,
+/// sized on first use for its largest query and candidate counts and reused for every block and image.
 /// </summary>
 public sealed unsafe class MatchingScratch : IDisposable
 {
-    private readonly int _maxTokens;
+    private readonly int _maxRows, _maxCols;
     private NativeBuffer? _packed, _sim;
     private SimdLevel _level;
-    private int _ld;
+    private int _ld, _k;
 
-    public MatchingScratch(int maxTokens) => _maxTokens = maxTokens;
+    /// <summary>For ToMe's bipartite matching of up to maxTokens tokens: half of them against the other half.</summary>
+    public MatchingScratch(int maxTokens) : this((maxTokens + 1) / 2, (maxTokens + 1) / 2) { }
 
-    /// <summary>Buffers for one matching; returns the similarity matrix's row stride.</summary>
-    public int Get(SimdLevel level, int headDim, int sources, int dests, out float* packed, out float* similarity)
+    /// <summary>Up to maxRows query rows against up to maxCols candidate rows.</summary>
+    public MatchingScratch(int maxRows, int maxCols) { _maxRows = maxRows; _maxCols = maxCols; }
+
+    /// <summary>Buffers for one matching of rows of length k; returns the similarity matrix's row stride.</summary>
+    public int Get(SimdLevel level, int k, int rows, int cols, out float* packed, out float* similarity)
     {
-        if (_packed is null || level != _level)
+        if (rows > _maxRows || cols > _maxCols) throw new ArgumentOutOfRangeException(nameof(rows), "more rows than the scratch was sized for");
+        if (_packed is null || level != _level || k > _k)
         {
             _packed?.Dispose(); _sim?.Dispose();
-            int maxDests = (_maxTokens + 1) / 2, maxSources = (_maxTokens + 1) / 2, w = Gemm.PanelWidth(level);
-            _ld = (maxDests + w - 1) / w * w;
-            _packed = new NativeBuffer(Gemm.PackedLength(level, headDim, maxDests));
-            _sim = new NativeBuffer((long)maxSources * _ld);
+            int w = Gemm.PanelWidth(level);
+            _ld = (_maxCols + w - 1) / w * w;
+            _packed = new NativeBuffer(Gemm.PackedLength(level, k, _maxCols));
+            _sim = new NativeBuffer((long)_maxRows * _ld);
             _level = level;
+            _k = k;
         }
-        if (sources > (_maxTokens + 1) / 2 || dests > (_maxTokens + 1) / 2) throw new ArgumentOutOfRangeException(nameof(sources), "more tokens than the scratch was sized for");
         packed = _packed.Pointer;
         similarity = _sim!.Pointer;
         return _ld;

@@ -1,4 +1,5 @@
 using EdgeViT.Kernels.Model;
+using EdgeViT.Kernels.Simd;
 
 namespace EdgeViT.Kernels.Reduction;
 
@@ -29,6 +30,11 @@ public sealed unsafe class TokenSqueezing : ITokenReducer
     private readonly float[] _weight;    // per pruned row: exp(similarity to its host)
     private readonly float[] _acc;       // per host row: e x_j + sum exp(s) x_i, [Tokens x Dim]
     private readonly float[] _denominator; // per host row: e + sum exp(s); 0 = hosts nothing
+    private readonly int[] _rows;        // pruned rows, then kept patch rows
+    private readonly int[] _bestKept;    // per pruned row (in _rows order): index of its host among the kept rows
+    private readonly float[] _bestSimilarity;
+    private readonly NativeBuffer _unitRows; // x / (|x| + eps) of _rows, in that order, [Tokens x Dim]
+    private readonly MatchingScratch _matching;
 
     public TokenSqueezing(VitConfig config, double keepRate, IReadOnlyList<int>? blocks = null)
     {
@@ -51,6 +57,11 @@ public sealed unsafe class TokenSqueezing : ITokenReducer
         _weight = new float[n];
         _acc = new float[n * config.EmbedDim];
         _denominator = new float[n];
+        _rows = new int[n];
+        _bestKept = new int[n];
+        _bestSimilarity = new float[n];
+        _unitRows = new NativeBuffer((long)n * config.EmbedDim);
+        _matching = new MatchingScratch(n, n);
         Name = $"tps(keep={keepRate:0.###})";
     }
 
@@ -68,68 +79,60 @@ public sealed unsafe class TokenSqueezing : ITokenReducer
         _keep[0] = true;
 
         float* x = context.X;
+        SimdLevel level = context.Simd;
         for (int t = 1; t < n; t++)
         {
             float* row = x + (long)t * d;
-            double sq = 0;
-            for (int i = 0; i < d; i++) sq += (double)row[i] * row[i];
-            _invNorm[t] = (float)(1 / (Math.Sqrt(sq) + 1e-6));
+            _invNorm[t] = 1f / (MathF.Sqrt(Elementwise.Dot(level, row, row, d)) + 1e-6f);
             _denominator[t] = 0;
         }
 
-        // Match every pruned token to its most similar kept token (first maximum on ties).
-        for (int i = 1; i < n; i++)
+        // Match every pruned token to its most similar kept token (first maximum on ties): the unit rows of the
+        // pruned tokens, then of the kept patch tokens, gathered so the pruned x kept cosines are one GEMM.
+        int pruned = 0, kept = 0;
+        for (int t = 1; t < n; t++) if (!_keep[t]) _rows[pruned++] = t;
+        for (int t = 1; t < n; t++) if (_keep[t]) _rows[pruned + kept++] = t;
+        float* unit = _unitRows.Pointer;
+        for (int r = 0; r < pruned + kept; r++)
         {
-            if (_keep[i]) continue;
-            float* xi = x + (long)i * d;
-            float best = float.NegativeInfinity;
-            int host = -1;
-            for (int j = 1; j < n; j++)
-            {
-                if (!_keep[j]) continue;
-                float* xj = x + (long)j * d;
-                float dot = 0;
-                for (int c = 0; c < d; c++) dot += xi[c] * xj[c];
-                float s = dot * _invNorm[i] * _invNorm[j];
-                if (s > best) { best = s; host = j; }
-            }
-            _host[i] = host;
-            _weight[i] = MathF.Exp(best);
+            int t = _rows[r];
+            Elementwise.Scale(level, x + (long)t * d, _invNorm[t], unit + (long)r * d, d);
+        }
+        RowBestMatch.Find(level, _matching, unit, d, pruned, unit + (long)pruned * d, d, kept, d,
+            _bestSimilarity.AsSpan(0, pruned), _bestKept.AsSpan(0, pruned));
+        for (int r = 0; r < pruned; r++)
+        {
+            int i = _rows[r];
+            _host[i] = _rows[pruned + _bestKept[r]];
+            _weight[i] = MathF.Exp(_bestSimilarity[r]);
         }
 
         // Accumulate every host's weighted sum from the unchanged rows, then overwrite the hosts.
         int hosts = 0;
         fixed (float* acc = _acc)
         {
-            for (int i = 1; i < n; i++)
+            for (int r = 0; r < pruned; r++)
             {
-                if (_keep[i]) continue;
-                int j = _host[i];
+                int i = _rows[r], j = _host[i];
                 float* aj = acc + (long)j * d;
                 if (_denominator[j] == 0)
                 {
-                    float* xj = x + (long)j * d;
-                    for (int c = 0; c < d; c++) aj[c] = MathF.E * xj[c];
+                    Elementwise.Scale(level, x + (long)j * d, MathF.E, aj, d);
                     _denominator[j] = MathF.E;
                     hosts++;
                 }
                 float w = _weight[i];
-                float* xi = x + (long)i * d;
-                for (int c = 0; c < d; c++) aj[c] += w * xi[c];
+                Elementwise.AddScaled(level, x + (long)i * d, w, aj, d);
                 _denominator[j] += w;
                 context.Sizes[j] += context.Sizes[i];
             }
             for (int j = 1; j < n; j++)
             {
                 if (_denominator[j] == 0) continue;
-                float inv = 1f / _denominator[j];
-                float* aj = acc + (long)j * d;
-                float* xj = x + (long)j * d;
-                for (int c = 0; c < d; c++) xj[c] = aj[c] * inv;
+                Elementwise.Scale(level, acc + (long)j * d, 1f / _denominator[j], x + (long)j * d, d);
             }
         }
 
-        int pruned = n - 1 - k;
         // Norms, the pruned x kept similarities, and the weighted sums (hosts once, each pruned token once).
         context.OverheadMultiplyAdds += (long)(n - 1) * d + (long)pruned * k * d + (long)(pruned + hosts) * d;
         return context.Compact(_keep);

@@ -1,4 +1,5 @@
 using EdgeViT.Kernels.Model;
+using EdgeViT.Kernels.Simd;
 
 namespace EdgeViT.Kernels.Reduction;
 
@@ -27,6 +28,7 @@ public sealed unsafe class ZeroTPrune : ITokenReducer
     private readonly bool[] _pruneAt, _keep, _candidateKeep;
     private readonly float[] _importance, _head, _pageRankScratch, _order, _candidateScore, _selectScratch, _unitKeys;
     private readonly int[] _byImportance;
+    private readonly MatchingScratch _matching;
 
     public ZeroTPrune(VitConfig config, double keepRate, IReadOnlyList<int>? blocks = null,
         int maxIterations = DefaultIterations, float tolerance = DefaultTolerance)
@@ -55,6 +57,7 @@ public sealed unsafe class ZeroTPrune : ITokenReducer
         _selectScratch = new float[t];
         _byImportance = new int[t];
         _unitKeys = new float[t * config.EmbedDim];
+        _matching = new MatchingScratch(t, t);
         Name = $"zero-tprune(keep={keepRate:0.###})";
     }
 
@@ -105,7 +108,7 @@ public sealed unsafe class ZeroTPrune : ITokenReducer
         for (int h = 0; h < c.Heads; h++)
         {
             var a = new ReadOnlySpan<float>(c.AttentionProbabilities + (long)h * c.MaxTokens * stride, (n - 1) * stride + n);
-            iterations += PageRank(a, n, stride, _head.AsSpan(0, n), _pageRankScratch, _maxIterations, _tolerance);
+            iterations += PageRank(c.Simd, a, n, stride, _head.AsSpan(0, n), _pageRankScratch, _maxIterations, _tolerance);
             for (int t = 0; t < n; t++) _importance[t] += _head[t] * _head[t];
         }
         for (int t = 0; t < n; t++) _importance[t] = MathF.Sqrt(_importance[t]);
@@ -117,26 +120,17 @@ public sealed unsafe class ZeroTPrune : ITokenReducer
     private void ScoreCandidates(TokenReductionContext c, int targets, int candidates)
     {
         int d = c.Dim, ld = 3 * d, used = targets + candidates;
-        // Unit keys in importance order: row i is token _byImportance[i].
-        for (int i = 0; i < used; i++)
+        // Unit keys in importance order (row i is token _byImportance[i]), so candidates x targets is one GEMM.
+        fixed (float* unit = _unitKeys)
         {
-            float* k = c.Qkv + (long)_byImportance[i] * ld + d;
-            var row = _unitKeys.AsSpan(i * d, d);
-            float sq = 0;
-            for (int ch = 0; ch < d; ch++) sq += k[ch] * k[ch];
-            float inv = sq > 0 ? 1f / MathF.Sqrt(sq) : 0f;
-            for (int ch = 0; ch < d; ch++) row[ch] = k[ch] * inv;
-        }
-        for (int i = 0; i < candidates; i++)
-        {
-            var a = new ReadOnlySpan<float>(_unitKeys, (targets + i) * d, d);
-            float best = float.NegativeInfinity;
-            for (int j = 0; j < targets; j++)
+            for (int i = 0; i < used; i++)
             {
-                float s = Dot(a, new ReadOnlySpan<float>(_unitKeys, j * d, d));
-                if (s > best) best = s;
+                float* k = c.Qkv + (long)_byImportance[i] * ld + d;
+                float sq = Elementwise.Dot(c.Simd, k, k, d);
+                Elementwise.Scale(c.Simd, k, sq > 0 ? 1f / MathF.Sqrt(sq) : 0f, unit + (long)i * d, d);
             }
-            _candidateScore[i] = best;
+            RowBestMatch.Find(c.Simd, _matching, unit + (long)targets * d, d, candidates, unit, d, targets, d,
+                _candidateScore.AsSpan(0, candidates), default);
         }
         c.OverheadMultiplyAdds += (long)used * d + (long)candidates * targets * d;
     }
@@ -154,25 +148,6 @@ public sealed unsafe class ZeroTPrune : ITokenReducer
         }
     }
 
-    private static float Dot(ReadOnlySpan<float> x, ReadOnlySpan<float> y)
-    {
-        var acc = System.Numerics.Vector<float>.Zero;
-        int w = System.Numerics.Vector<float>.Count, i = 0;
-        for (; i <= x.Length - w; i += w) acc += new System.Numerics.Vector<float>(x[i..]) * new System.Numerics.Vector<float>(y[i..]);
-        float sum = System.Numerics.Vector.Sum(acc);
-        for (; i < x.Length; i++) sum += x[i] * y[i];
-        return sum;
-    }
-
-    /// <summary>y += alpha x.</summary>
-    private static void AddScaled(ReadOnlySpan<float> x, float alpha, Span<float> y)
-    {
-        int w = System.Numerics.Vector<float>.Count, i = 0;
-        for (; i <= x.Length - w; i += w)
-            (new System.Numerics.Vector<float>(y[i..]) + alpha * new System.Numerics.Vector<float>(x[i..])).CopyTo(y[i..]);
-        for (; i < x.Length; i++) y[i] += alpha * x[i];
-    }
-
     /// <summary>
     /// Weighted PageRank on an n x n row-stochastic matrix (row i at a[i * stride]): power iteration
     /// s(t+1) = A^T s(t) from the uniform vector until the L1 change falls below <paramref name="tolerance"/> or
@@ -181,24 +156,35 @@ public sealed unsafe class ZeroTPrune : ITokenReducer
     /// Returns the iterations run. Allocation-free.
     /// </summary>
     public static int PageRank(ReadOnlySpan<float> a, int n, int stride, Span<float> result, Span<float> scratch,
+        int maxIterations = DefaultIterations, float tolerance = DefaultTolerance) =>
+        PageRank(SimdLevels.Best, a, n, stride, result, scratch, maxIterations, tolerance);
+
+    /// <summary>As above on one SIMD path: A^T s is n row axpys (next += s_i A[i, :]), A read once per iteration.</summary>
+    public static int PageRank(SimdLevel level, ReadOnlySpan<float> a, int n, int stride, Span<float> result, Span<float> scratch,
         int maxIterations = DefaultIterations, float tolerance = DefaultTolerance)
     {
         if (n < 1 || stride < n) throw new ArgumentOutOfRangeException(nameof(n));
         if (a.Length < (n - 1) * stride + n) throw new ArgumentException("matrix span is shorter than n rows", nameof(a));
+        if (result.Length < n || scratch.Length < n) throw new ArgumentException("result and scratch need n floats");
         var s = result[..n];
         var next = scratch[..n];
         s.Fill(1f / n);
         int it = 0;
-        while (it < maxIterations)
+        fixed (float* pa = a)
+        fixed (float* ps = s)
+        fixed (float* pn = next)
         {
-            next.Clear();
-            for (int i = 0; i < n; i++)
-                AddScaled(a.Slice(i * stride, n), s[i], next);
-            it++;
-            float change = 0;
-            for (int j = 0; j < n; j++) change += MathF.Abs(next[j] - s[j]);
-            next.CopyTo(s);
-            if (change < tolerance) break;
+            while (it < maxIterations)
+            {
+                next.Clear();
+                for (int i = 0; i < n; i++)
+                    Elementwise.AddScaled(level, pa + (long)i * stride, ps[i], pn, n);
+                it++;
+                float change = 0;
+                for (int j = 0; j < n; j++) change += MathF.Abs(pn[j] - ps[j]);
+                next.CopyTo(s);
+                if (change < tolerance) break;
+            }
         }
         return it;
     }

@@ -86,6 +86,68 @@ public static unsafe class Elementwise
         for (; i < n; i++) x[i] += y[i];
     }
 
+    /// <summary>The dot product of x and y over n elements (float accumulators, one per lane).</summary>
+    public static float Dot(SimdLevel level, float* x, float* y, int n) => level switch
+    {
+        SimdLevel.Vector512 => Dot<V512Ops, Vector512<float>>(x, y, n),
+        SimdLevel.Vector256 => Dot<V256Ops, Vector256<float>>(x, y, n),
+        SimdLevel.Vector128 => Dot<V128Ops, Vector128<float>>(x, y, n),
+        _ => Dot<ScalarOps, float>(x, y, n),
+    };
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float Dot<TOps, TV>(float* x, float* y, int n) where TOps : IVectorOps<TV> where TV : unmanaged
+    {
+        int w = TOps.Count, i = 0;
+        TV acc = TOps.Zero;
+        for (; i <= n - w; i += w) acc = TOps.Fma(TOps.Load(x + i), TOps.Load(y + i), acc);
+        float sum = TOps.Sum(acc);
+        for (; i < n; i++) sum += x[i] * y[i];
+        return sum;
+    }
+
+    /// <summary>y += alpha x over n elements (the axpy of a matrix-vector product done row by row).</summary>
+    public static void AddScaled(SimdLevel level, float* x, float alpha, float* y, int n)
+    {
+        switch (level)
+        {
+            case SimdLevel.Vector512: AddScaled<V512Ops, Vector512<float>>(x, alpha, y, n); break;
+            case SimdLevel.Vector256: AddScaled<V256Ops, Vector256<float>>(x, alpha, y, n); break;
+            case SimdLevel.Vector128: AddScaled<V128Ops, Vector128<float>>(x, alpha, y, n); break;
+            default: AddScaled<ScalarOps, float>(x, alpha, y, n); break;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void AddScaled<TOps, TV>(float* x, float alpha, float* y, int n) where TOps : IVectorOps<TV> where TV : unmanaged
+    {
+        int w = TOps.Count, i = 0;
+        TV a = TOps.Broadcast(alpha);
+        for (; i <= n - w; i += w) TOps.Store(y + i, TOps.Fma(a, TOps.Load(x + i), TOps.Load(y + i)));
+        for (; i < n; i++) y[i] += alpha * x[i];
+    }
+
+    /// <summary>y = alpha x over n elements (y may be x).</summary>
+    public static void Scale(SimdLevel level, float* x, float alpha, float* y, int n)
+    {
+        switch (level)
+        {
+            case SimdLevel.Vector512: Scale<V512Ops, Vector512<float>>(x, alpha, y, n); break;
+            case SimdLevel.Vector256: Scale<V256Ops, Vector256<float>>(x, alpha, y, n); break;
+            case SimdLevel.Vector128: Scale<V128Ops, Vector128<float>>(x, alpha, y, n); break;
+            default: Scale<ScalarOps, float>(x, alpha, y, n); break;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Scale<TOps, TV>(float* x, float alpha, float* y, int n) where TOps : IVectorOps<TV> where TV : unmanaged
+    {
+        int w = TOps.Count, i = 0;
+        TV a = TOps.Broadcast(alpha);
+        for (; i <= n - w; i += w) TOps.Store(y + i, TOps.Mul(a, TOps.Load(x + i)));
+        for (; i < n; i++) y[i] = alpha * x[i];
+    }
+
     /// <summary>In place: x = softmax(x * scale) over n elements.</summary>
     public static void Softmax(SimdLevel level, float* x, int n, float scale)
     {

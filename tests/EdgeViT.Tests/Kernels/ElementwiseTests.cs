@@ -25,6 +25,37 @@ public unsafe class ElementwiseTests
         }
     }
 
+    // The reducers' similarity and PageRank kernels: every remainder of every vector width.
+    [Theory, MemberData(nameof(Levels))]
+    public void DotAddScaledAndScaleMatchDoubleReference(SimdLevel level)
+    {
+        var rng = new Random(91 + (int)level);
+        foreach (int n in new[] { 0, 1, 3, 7, 15, 17, 33, 64, 192, 197 })
+        {
+            var x = Reference.RandomArray(rng, n, 2.0);
+            var y = Reference.RandomArray(rng, n, 2.0);
+            const float alpha = -0.37f;
+            double dot = 0, absDot = 0;
+            for (int i = 0; i < n; i++) { dot += (double)x[i] * y[i]; absDot += Math.Abs((double)x[i] * y[i]); }
+            var axpy = (float[])y.Clone();
+            var scaled = new float[n];
+            float got;
+            fixed (float* px = x, py = y, pa = axpy, ps = scaled)
+            {
+                got = Elementwise.Dot(level, px, py, n);
+                Elementwise.AddScaled(level, px, alpha, pa, n);
+                Elementwise.Scale(level, px, alpha, ps, n);
+            }
+            Assert.True(Math.Abs(got - dot) <= 1e-6 * absDot + 1e-7, $"{level} n={n}: dot {got}, expected {dot}");
+            for (int i = 0; i < n; i++)
+            {
+                double e = y[i] + (double)alpha * x[i];
+                Assert.True(Math.Abs(axpy[i] - e) <= 2e-7 * (Math.Abs(y[i]) + Math.Abs(alpha * x[i])) + 1e-9, $"{level} n={n}: axpy[{i}] = {axpy[i]}, expected {e}");
+                Assert.True(Math.Abs(scaled[i] - (double)alpha * x[i]) <= 1e-7 * Math.Abs(alpha * x[i]), $"{level} n={n}: scaled[{i}] = {scaled[i]}");
+            }
+        }
+    }
+
     [Theory, MemberData(nameof(Levels))]
     public void SoftmaxGeluAndLayerNormMatchDoubleReference(SimdLevel level)
     {

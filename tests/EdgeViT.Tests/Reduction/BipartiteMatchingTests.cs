@@ -55,4 +55,37 @@ public unsafe class BipartiteMatchingTests
             }
         Assert.True(checkedSources > 300);
     }
+
+    // The general kernel TPS and Zero-TPrune use: any query and candidate counts, strides wider than the rows,
+    // against double-precision dot products; ties (exact duplicates) resolve to the first maximum.
+    [Theory, MemberData(nameof(Levels))]
+    public void RowBestMatchFindsTheDoubleReferencesBestRow(SimdLevel level)
+    {
+        var rng = new Random(33 + (int)level);
+        const int k = 192, ld = 200;
+        using var scratch = new MatchingScratch(196, 196);
+        foreach (var (m, nb) in new[] { (1, 1), (3, 40), (58, 137), (137, 58), (98, 98), (196, 1), (1, 196), (5, 0) })
+        {
+            var a = new float[Math.Max(1, m) * ld];
+            var b = new float[Math.Max(1, nb) * ld];
+            for (int i = 0; i < a.Length; i++) a[i] = (float)(rng.NextDouble() * 2 - 1);
+            for (int i = 0; i < b.Length; i++) b[i] = (float)(rng.NextDouble() * 2 - 1);
+            if (nb > 3) Array.Copy(b, 3 * ld, b, 1 * ld, k); // row 1 == row 3: a tie the first maximum must win
+            var best = new float[m];
+            var index = new int[m];
+            long work;
+            fixed (float* pa = a, pb = b) work = RowBestMatch.Find(level, scratch, pa, ld, m, pb, ld, nb, k, best, index);
+            Assert.Equal((long)m * nb * k, work);
+            for (int i = 0; i < m; i++)
+            {
+                if (nb == 0) { Assert.Equal(-1, index[i]); Assert.Equal(float.NegativeInfinity, best[i]); continue; }
+                double Dot(int j) { double s = 0; for (int c = 0; c < k; c++) s += (double)a[i * ld + c] * b[j * ld + c]; return s; }
+                var refBest = Enumerable.Range(0, nb).Select(j => (j, s: Dot(j))).MaxBy(e => e.s);
+                Assert.True(Math.Abs(best[i] - refBest.s) < 1e-4, $"{m}x{nb} row {i}: {best[i]} vs {refBest.s}");
+                // only a near-tie may resolve differently, and never to the later copy of a duplicate
+                Assert.True(Math.Abs(Dot(index[i]) - refBest.s) < 1e-4, $"{m}x{nb} row {i}: row {index[i]} instead of {refBest.j}");
+                Assert.NotEqual(3, nb > 3 && refBest.j == 1 ? index[i] : -1);
+            }
+        }
+    }
 }

@@ -1,6 +1,7 @@
 using EdgeViT.Kernels.Engine;
 using EdgeViT.Kernels.Model;
 using EdgeViT.Kernels.Reduction;
+using EdgeViT.Kernels.Simd;
 using Xunit;
 using Xunit.Abstractions;
 
@@ -11,14 +12,21 @@ public class TokenSqueezingTests(ITestOutputHelper output)
 {
     private static readonly VitConfig Small = ReducerHookTests.Small;
 
-    [Theory]
-    [InlineData(0.7)]
-    [InlineData(0.3)] // most tokens pruned: hosts absorb several each
-    public void PrunedTokensVanishAndEachHostIsTheExpSimilarityWeightedAverage(double keep)
+    // keep 0.3: most tokens pruned, hosts absorb several each. Every SIMD path: the cosines are a GEMM, the
+    // norms and the squeeze are the level's vector kernels.
+    public static TheoryData<double, SimdLevel> KeepsAndLevels()
+    {
+        var data = new TheoryData<double, SimdLevel>();
+        foreach (var level in SimdLevels.Supported) { data.Add(0.7, level); data.Add(0.3, level); }
+        return data;
+    }
+
+    [Theory, MemberData(nameof(KeepsAndLevels))]
+    public void PrunedTokensVanishAndEachHostIsTheExpSimilarityWeightedAverage(double keep, SimdLevel level)
     {
         int[] blocks = [1, 3, 4];
         var w = VitWeights.Random(Small, 41);
-        using var engine = new VitEngine(w);
+        using var engine = new VitEngine(w, new EngineOptions(Simd: level));
         var rec = new ReductionRecorder(new TokenSqueezing(Small, keep, blocks));
         var stats = engine.Infer(ReducerHookTests.RandomImage(Small, 42), new float[Small.Classes], rec);
         int d = Small.EmbedDim;

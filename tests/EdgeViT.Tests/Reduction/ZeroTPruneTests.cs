@@ -1,6 +1,7 @@
 using EdgeViT.Kernels.Engine;
 using EdgeViT.Kernels.Model;
 using EdgeViT.Kernels.Reduction;
+using EdgeViT.Kernels.Simd;
 using Xunit;
 using Xunit.Abstractions;
 
@@ -65,6 +66,39 @@ public class ZeroTPruneTests(ITestOutputHelper output)
         Assert.Equal(4 / 7.0, s3[2], 5);
     }
 
+    // Every SIMD path on an attention-sized random row-stochastic matrix (padded stride), against the same number
+    // of power iterations in double (tolerance 0 runs them all).
+    [Theory, MemberData(nameof(Levels))]
+    public void PageRankOnEverySimdPathMatchesADoubleIteration(SimdLevel level)
+    {
+        var rng = new Random(5 + (int)level);
+        foreach (int n in new[] { 1, 5, 17, 130, 197 })
+        {
+            int stride = n + 3;
+            var a = new float[(n - 1) * stride + n];
+            var p = new double[n, n];
+            for (int i = 0; i < n; i++)
+            {
+                double sum = 0;
+                for (int j = 0; j < n; j++) { p[i, j] = Math.Exp(3 * rng.NextDouble()); sum += p[i, j]; }
+                for (int j = 0; j < n; j++) { a[i * stride + j] = (float)(p[i, j] / sum); p[i, j] = a[i * stride + j]; }
+            }
+            var s = new float[n];
+            int iterations = ZeroTPrune.PageRank(level, a, n, stride, s, new float[n], maxIterations: 30, tolerance: 0f);
+            Assert.Equal(30, iterations);
+            var r = Enumerable.Repeat(1.0 / n, n).ToArray();
+            for (int it = 0; it < 30; it++)
+            {
+                var next = new double[n];
+                for (int i = 0; i < n; i++) for (int j = 0; j < n; j++) next[j] += p[i, j] * r[i];
+                r = next;
+            }
+            for (int j = 0; j < n; j++) Assert.True(Math.Abs(s[j] - r[j]) <= 1e-5 * r.Max(), $"{level} n={n}: s[{j}] = {s[j]}, expected {r[j]}");
+        }
+    }
+
+    public static TheoryData<SimdLevel> Levels() => EdgeViT.Tests.Kernels.GemmTests.Levels();
+
     /// <summary>Straightforward I-stage: per head, iterate s = A^T s in double to convergence; combine sqrt(sum_h s_h^2).</summary>
     private static double[] ReferenceImportance(AttentionCapture.Step s, int heads)
     {
@@ -108,13 +142,19 @@ public class ZeroTPruneTests(ITestOutputHelper output)
         Assert.True(overlap >= half - 3, $"important halves share {overlap} of {half}");
     }
 
-    [Theory]
-    [InlineData(0.7)]
-    [InlineData(0.3)]
-    public void SStageRemovesExactlyThePlannedCountAndTheMostSimilarCandidates(double keep)
+    public static TheoryData<double, SimdLevel> KeepsAndLevels()
+    {
+        var data = new TheoryData<double, SimdLevel>();
+        foreach (var level in SimdLevels.Supported) { data.Add(0.7, level); data.Add(0.3, level); }
+        return data;
+    }
+
+    // Every SIMD path: the candidate x target cosines are a GEMM, the key norms the level's dot product.
+    [Theory, MemberData(nameof(KeepsAndLevels))]
+    public void SStageRemovesExactlyThePlannedCountAndTheMostSimilarCandidates(double keep, SimdLevel level)
     {
         var w = VitWeights.Random(Small, 13);
-        using var engine = new VitEngine(w);
+        using var engine = new VitEngine(w, new EngineOptions(Simd: level));
         var zt = new ZeroTPrune(Small, keep, blocks: [1, 3]);
         var rec = new AttentionCapture(zt) { ReadExtra = () => zt.LastImportance.ToArray() };
         engine.Infer(ReducerHookTests.RandomImage(Small, 40), new float[Small.Classes], rec);
@@ -185,13 +225,13 @@ public class ZeroTPruneTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void NeitherReducerAllocatesPerImage()
+    public void NoSimilarityReducerAllocatesPerImage()
     {
         var w = VitWeights.Random(Small, 15);
         using var engine = new VitEngine(w);
         var img = ReducerHookTests.RandomImage(Small, 60);
         var logits = new float[Small.Classes];
-        foreach (ITokenReducer r in new ITokenReducer[] { new ZeroTPrune(Small, 0.4, [1, 3]), new AdaptiveTokenSampling(Small, 0.6, [1, 2, 3, 4, 5]) })
+        foreach (ITokenReducer r in new ITokenReducer[] { new ZeroTPrune(Small, 0.4, [1, 3]), new AdaptiveTokenSampling(Small, 0.6, [1, 2, 3, 4, 5]), new TokenSqueezing(Small, 0.4, [1, 3]) })
         {
             engine.Infer(img, logits, r); // warm-up: the engine sizes its probability buffer on first request
             long before = GC.GetAllocatedBytesForCurrentThread();

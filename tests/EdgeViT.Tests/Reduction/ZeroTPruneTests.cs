@@ -2,6 +2,7 @@ using EdgeViT.Kernels.Engine;
 using EdgeViT.Kernels.Model;
 using EdgeViT.Kernels.Reduction;
 using EdgeViT.Kernels.Simd;
+using EdgeViT.Tests.Support;
 using Xunit;
 using Xunit.Abstractions;
 
@@ -233,10 +234,9 @@ public class ZeroTPruneTests(ITestOutputHelper output)
         var logits = new float[Small.Classes];
         foreach (ITokenReducer r in new ITokenReducer[] { new ZeroTPrune(Small, 0.4, [1, 3]), new AdaptiveTokenSampling(Small, 0.6, [1, 2, 3, 4, 5]), new TokenSqueezing(Small, 0.4, [1, 3]) })
         {
-            engine.Infer(img, logits, r); // warm-up: the engine sizes its probability buffer on first request
-            long before = GC.GetAllocatedBytesForCurrentThread();
-            for (int i = 0; i < 3; i++) engine.Infer(img, logits, r);
-            Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+            // SteadyAllocation: the first call sizes the engine's probability buffer; the least of several passes
+            // ignores the runtime's one-off allocations (tier-up) that a full suite can land inside one pass.
+            Assert.Equal(0, SteadyAllocation.Bytes(() => engine.Infer(img, logits, r)));
             Assert.True(engine.LastStats.TokensPerBlock[^1] < Small.Tokens, $"{r.Name} pruned nothing");
         }
     }

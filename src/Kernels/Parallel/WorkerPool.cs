@@ -44,6 +44,8 @@ public sealed unsafe class WorkerPool : IDisposable
     private int _serialLeft;                     // dispatches still to run on the caller alone after a stall
     private int _serialStretch = MinSerialStretch;
     private int _cleanRuns;                      // parallel dispatches since the last stall
+    private int _parallelSinceSerial = int.MaxValue / 2; // clean parallel dispatches since the last serial stretch ended
+    private const int RecurrenceWindow = 16;     // a stall within this many of them counts as a recurrence
 
     // The claim word: generation (32 bits) | task count (16) | next unclaimed task (16). One CAS claims a task
     // and proves the generation is still current, so the _fn/_ctx read before it belong to that generation.
@@ -83,7 +85,7 @@ public sealed unsafe class WorkerPool : IDisposable
         if (taskCount > MaxTasks) throw new ArgumentOutOfRangeException(nameof(taskCount), taskCount, $"at most {MaxTasks} tasks per run");
         if (_threads.Length == 0 || taskCount == 1 || _serialLeft > 0)
         {
-            if (_serialLeft > 0) _serialLeft--;
+            if (_serialLeft > 0 && --_serialLeft == 0) _parallelSinceSerial = 0;
             for (int t = 0; t < taskCount; t++) fn(ctx, t, 0);
             return;
         }
@@ -104,11 +106,14 @@ public sealed unsafe class WorkerPool : IDisposable
         if (Stopwatch.GetTimestamp() - waitFrom > _stallTicks)
         {
             Stalls++;
+            // A stall right after a serial stretch means the machine is still oversubscribed: double the stretch. An
+            // isolated one (a hypervisor hiccup on a quiet VM) costs one short stretch, not a doubling that would keep
+            // a quiet machine on one thread for hundreds of passes.
+            _serialStretch = _parallelSinceSerial < RecurrenceWindow ? Math.Min(MaxSerialStretch, 2 * _serialStretch) : MinSerialStretch;
             _serialLeft = _serialStretch;
-            _serialStretch = Math.Min(MaxSerialStretch, 2 * _serialStretch);
             _cleanRuns = 0;
         }
-        else Clean();
+        else { _parallelSinceSerial++; Clean(); }
         ThrowIfFailed();
     }
 

@@ -44,8 +44,8 @@ public sealed unsafe class WorkerPool : IDisposable
     private int _serialLeft;                     // dispatches still to run on the caller alone after a stall
     private int _serialStretch = MinSerialStretch;
     private int _cleanRuns;                      // parallel dispatches since the last stall
-    private int _parallelSinceSerial = int.MaxValue / 2; // clean parallel dispatches since the last serial stretch ended
-    private const int RecurrenceWindow = 16;     // a stall within this many of them counts as a recurrence
+    private const int RecurrenceWindow = 16;     // a stall within this many clean dispatches of a stretch recurs
+    private int _parallelSinceSerial = RecurrenceWindow; // clean parallel dispatches since the last stretch, saturating at the window
 
     // The claim word: generation (32 bits) | task count (16) | next unclaimed task (16). One CAS claims a task
     // and proves the generation is still current, so the _fn/_ctx read before it belong to that generation.
@@ -113,7 +113,11 @@ public sealed unsafe class WorkerPool : IDisposable
             _serialLeft = _serialStretch;
             _cleanRuns = 0;
         }
-        else { _parallelSinceSerial++; Clean(); }
+        else
+        {
+            if (_parallelSinceSerial < RecurrenceWindow) _parallelSinceSerial++; // saturates: a service runs for months
+            Clean();
+        }
         ThrowIfFailed();
     }
 

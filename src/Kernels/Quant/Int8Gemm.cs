@@ -142,6 +142,14 @@ public static unsafe class Int8Gemm
         return r;
     }
 
+    /// <summary>16 values of clamp(round-half-even(x * inv), ±127) as int32.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> Quantize512(float* x, Vector512<float> inv)
+    {
+        var hi = Vector512.Create((float)QuantizedLinear.MaxLevel);
+        return Vector512.ConvertToInt32(Vector512.Min(hi, Vector512.Max(-hi, Vector512.Round(Vector512.Load(x) * inv))));
+    }
+
     /// <summary>q = clamp(round-half-even(x * inv), ±127), written in the kernel's layout; the K padding is q = 0.</summary>
     internal static void Quantize(float* x, int k, float inv, byte* dst, int groups, Int8Kernel kernel)
     {
@@ -151,30 +159,19 @@ public static unsafe class Int8Gemm
         if (Vector512.IsHardwareAccelerated)
         {
             var vinv = Vector512.Create(inv);
-            var hi = Vector512.Create((float)QuantizedLinear.MaxLevel);
-            var lo = -hi;
             if (madd)
             {
                 short* d16 = (short*)dst;
-                for (; i <= k - 32; i += 32)
-                {
-                    var q0 = Vector512.ConvertToInt32(Vector512.Min(hi, Vector512.Max(lo, Vector512.Round(Vector512.Load(x + i) * vinv))));
-                    var q1 = Vector512.ConvertToInt32(Vector512.Min(hi, Vector512.Max(lo, Vector512.Round(Vector512.Load(x + i + 16) * vinv))));
-                    Vector512.Narrow(q0, q1).Store(d16 + i);
-                }
+                for (; i <= k - 32; i += 32) Vector512.Narrow(Quantize512(x + i, vinv), Quantize512(x + i + 16, vinv)).Store(d16 + i);
             }
             else
             {
                 var bias = Vector512.Create(unchecked((sbyte)0x80));
                 for (; i <= k - 64; i += 64)
                 {
-                    var s0 = Vector512.Narrow(
-                        Vector512.ConvertToInt32(Vector512.Min(hi, Vector512.Max(lo, Vector512.Round(Vector512.Load(x + i) * vinv)))),
-                        Vector512.ConvertToInt32(Vector512.Min(hi, Vector512.Max(lo, Vector512.Round(Vector512.Load(x + i + 16) * vinv)))));
-                    var s1 = Vector512.Narrow(
-                        Vector512.ConvertToInt32(Vector512.Min(hi, Vector512.Max(lo, Vector512.Round(Vector512.Load(x + i + 32) * vinv)))),
-                        Vector512.ConvertToInt32(Vector512.Min(hi, Vector512.Max(lo, Vector512.Round(Vector512.Load(x + i + 48) * vinv)))));
-                    var q = Vector512.Narrow(s0, s1);
+                    var q = Vector512.Narrow(
+                        Vector512.Narrow(Quantize512(x + i, vinv), Quantize512(x + i + 16, vinv)),
+                        Vector512.Narrow(Quantize512(x + i + 32, vinv), Quantize512(x + i + 48, vinv)));
                     if (offset) q ^= bias;
                     q.Store((sbyte*)dst + i);
                 }

@@ -74,13 +74,13 @@ public static class CalibrateCommand
         }, 0, 64);
         var maxDrop = new Option<string>("--max-drop")
         {
-            Description = "Plans drop at most this fraction of the tokens reaching any block but the last (0..1; default 1 = no cap). A list plans each and keeps, per budget, the least measured calibration KL (as --depth-weights; every pair is a candidate).",
+            Description = "Plans drop at most this fraction of the tokens reaching any block but the last (0..1; default 1 = no cap). A list plans each and keeps, per budget, the plan --select picks (as --depth-weights; every pair is a candidate).",
             DefaultValueFactory = _ => "1",
             HelpName = "F[,F...]",
         };
         var depthWeights = new Option<string>("--depth-weights")
         {
-            Description = "Planner weight of late blocks' Fisher: block l counts W^(l/(L-1)) (default 1 = every block alike). A list plans every budget with each and keeps, per budget, the plan with the least KL(dense || pruned) measured on the calibration images.",
+            Description = "Planner weight of late blocks' Fisher: block l counts W^(l/(L-1)) (default 1 = every block alike). A list plans every budget with each and keeps, per budget, the plan --select picks (least cross-entropy or KL to dense, measured on the calibration images).",
             DefaultValueFactory = _ => "1",
             HelpName = "W[,W...]",
         };

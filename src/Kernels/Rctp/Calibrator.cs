@@ -14,7 +14,7 @@ public sealed record CalibrationOptions(int Candidates = 40, FisherSite FisherSi
     public PlanConstraints Constraints { get; init; } = PlanConstraints.None;
     /// <summary>
     /// Depth weights to plan with (<see cref="RctpCostModel"/>): with more than one, every budget is planned with each,
-    /// all plans are fitted, and each budget keeps the one with the least KL(dense || pruned) measured on the images.
+    /// all plans are fitted, and each budget keeps the one <see cref="Selection"/> ranks best, measured on the images.
     /// </summary>
     public IReadOnlyList<double> DepthWeights { get; init; } = [1.0];
     /// <summary>Per-block drop caps to plan with (each replaces <see cref="Constraints"/>' MaxDrop); with more than one, as for <see cref="DepthWeights"/> (every pair is a candidate).</summary>
@@ -90,7 +90,7 @@ public static class Calibrator
         var keeps = planned.Select(p => (IReadOnlyList<double>)p.Plan.KeepBin.Select(k => (double)k / flat.KeepBins).ToArray()).ToArray();
         var fits = fitter.RealizeAll(keeps, progress);
         var sets = new List<ThresholdSet>();
-        // Per budget, the plan whose real pruned forward moved the class distribution least.
+        // Per budget, the plan whose real pruned forward scores best by the selection (label loss or KL to dense).
         foreach (var group in Enumerable.Range(0, planned.Count).GroupBy(j => planned[j].Plan.Budget))
         {
             double Score(int j) { double v = options.Selection == PlanSelection.DenseKl ? fits[j].MeanKl : fits[j].MeanLoss; return double.IsNaN(v) ? 0 : v; }

@@ -8,7 +8,7 @@ public sealed unsafe partial class VitEngine
     private struct AttentionJob
     {
         public float* Qkv, Out, KT, V, Scores, ClassAttention, KeyBias, Probabilities;
-        public int Tokens, Dim, Heads, HeadDim, ChunkRows, Chunks, PanelWidth, ScoreStride, MaxTokens;
+        public int Tokens, QueryRows, Dim, Heads, HeadDim, ChunkRows, Chunks, PanelWidth, ScoreStride, MaxTokens;
         public bool Proportional;
         public long KTStride, VStride, ScratchStride;
         public float Scale;
@@ -22,7 +22,8 @@ public sealed unsafe partial class VitEngine
     /// </summary>
     /// <param name="proportional">ToMe's proportional attention: log(token size) is added to every key's logit.</param>
     /// <param name="probabilities">when not null, every head's softmax rows are copied there [head][query][key].</param>
-    private void Attention(int n, bool proportional = false, float* probabilities = null)
+    /// <param name="queryRows">rows 0..queryRows-1 get output (the last block needs only the prefix); all n are keys.</param>
+    private void Attention(int n, bool proportional, float* probabilities, int queryRows)
     {
         var c = Config;
         float scale = 1f / MathF.Sqrt(c.HeadDim);
@@ -31,12 +32,12 @@ public sealed unsafe partial class VitEngine
         var job = new AttentionJob
         {
             Qkv = _ws.Qkv, Out = _ws.AttnOut, KT = _ws.KT, V = _ws.V, Scores = _ws.Scores, ClassAttention = _ws.ClassAttention,
-            Tokens = n, Dim = c.EmbedDim, Heads = c.Heads, HeadDim = c.HeadDim, MaxTokens = c.Tokens,
+            Tokens = n, QueryRows = queryRows, Dim = c.EmbedDim, Heads = c.Heads, HeadDim = c.HeadDim, MaxTokens = c.Tokens,
             ChunkRows = _ws.ChunkRows, PanelWidth = Gemm.PanelWidth(Simd), ScoreStride = _ws.ScoreStride,
             KTStride = _ws.KTStride, VStride = _ws.VStride, ScratchStride = (long)_ws.ChunkRows * _ws.ScoreStride,
             Scale = scale, Level = Simd, Proportional = proportional, KeyBias = _ws.KeyBias, Probabilities = probabilities,
         };
-        job.Chunks = (n + job.ChunkRows - 1) / job.ChunkRows;
+        job.Chunks = (queryRows + job.ChunkRows - 1) / job.ChunkRows;
         _pool.Run(2 * c.Heads, &PackHead, &job);
         _pool.Run(c.Heads * job.Chunks, &AttendChunk, &job);
 
@@ -63,7 +64,7 @@ public sealed unsafe partial class VitEngine
     private static void AttendChunk(void* ctx, int task, int worker)
     {
         ref var j = ref *(AttentionJob*)ctx;
-        int h = task / j.Chunks, r0 = task % j.Chunks * j.ChunkRows, rows = Math.Min(j.ChunkRows, j.Tokens - r0);
+        int h = task / j.Chunks, r0 = task % j.Chunks * j.ChunkRows, rows = Math.Min(j.ChunkRows, j.QueryRows - r0);
         float* s = j.Scores + worker * j.ScratchStride;
         float* q = j.Qkv + (long)r0 * 3 * j.Dim + h * j.HeadDim;
         Gemm.MultiplyPacked(j.Level, q, 3 * j.Dim, rows, j.KT + h * j.KTStride, null, j.HeadDim, j.Tokens, s, j.ScoreStride);

@@ -195,22 +195,38 @@ public sealed unsafe partial class VitEngine
         return Config.Tokens;
     }
 
-    /// <summary>x += proj(MSA(LN1(x))) for block l on n tokens; leaves the class scores in <see cref="ClassScores"/>.</summary>
+    /// <summary>
+    /// x += proj(MSA(LN1(x))) for block l on n tokens; leaves the class scores in <see cref="ClassScores"/>.
+    /// In the last block only the prefix rows (class/distillation tokens) get attention output and proj: the head
+    /// reads nothing else, so the patch rows' results there are dead work (see <see cref="LiveRows"/>). Every token
+    /// still gets keys and values, so the class-attention row, and the thresholds compared with it, are unchanged;
+    /// a reducer that asks for every attention row (<paramref name="probabilities"/>) still gets all of them.
+    /// </summary>
     internal void AttentionStage(int l, int n, bool proportional = false, float* probabilities = null)
     {
         var blk = _blocks[l];
         int d = Config.EmbedDim;
+        int queries = probabilities == null ? LiveRows(l, n) : n;
         long t = Mark();
         LayerNormRows(_ws.X, _ws.Xn, n, blk.Weights.Norm1);
         Lap(ForwardStage.LayerNorm, ref t);
         blk.Qkv.Apply(_ws.Xn, d, n, _ws.Qkv, 3 * d, pool: _pool);
         Lap(ForwardStage.Qkv, ref t);
-        Attention(n, proportional, probabilities);
+        Attention(n, proportional, probabilities, queries);
         Lap(ForwardStage.Attention, ref t);
-        blk.Proj.Apply(_ws.AttnOut, d, n, _ws.X, d, accumulate: true, pool: _pool);
+        blk.Proj.Apply(_ws.AttnOut, d, queries, _ws.X, d, accumulate: true, pool: _pool);
         Lap(ForwardStage.Proj, ref t);
+        // Nominal multiply-adds (the model's FLOPs, what budgets and the planner count), not the rows skipped.
         LastStats.MultiplyAdds += 4L * n * d * d + 2L * n * n * d;
     }
+
+    /// <summary>
+    /// Rows of block l whose output can still reach the head: all n, except in the last block, where the head reads
+    /// only the prefix tokens' final state (the patch rows leave that block with their input value, unused). Prefix
+    /// tokens always sit first (pruning and every reducer keep them in front). An observer (the calibration probe)
+    /// sees complete block states, so with one attached every row is computed.
+    /// </summary>
+    private int LiveRows(int l, int n) => l == Config.Depth - 1 && Observer is null ? Math.Min(n, Config.PrefixTokens) : n;
 
     /// <summary>Prunes on the class scores at threshold tau (-inf or NaN: none), then x += MLP(LN2(x)); returns the new count.</summary>
     internal int MlpStage(int l, int n, float tau, ThresholdRule rule = default)
@@ -223,11 +239,12 @@ public sealed unsafe partial class VitEngine
         LastStats.TokensPerBlock[l] = n;
         new ReadOnlySpan<int>(_ws.TokenIds, n).CopyTo(LastStats.KeptTokenIds.AsSpan(l * c.Tokens, n));
         Lap(ForwardStage.Reduce, ref t);
-        LayerNormRows(_ws.X, _ws.Xn, n, blk.Weights.Norm2);
+        int rows = LiveRows(l, n); // the kept count stays n (stats, FLOPs); the last block computes the prefix only
+        LayerNormRows(_ws.X, _ws.Xn, rows, blk.Weights.Norm2);
         Lap(ForwardStage.LayerNorm, ref t);
-        blk.Fc1.Apply(_ws.Xn, d, n, _ws.Hidden, c.MlpDim, epilogue: GemmEpilogue.Gelu, pool: _pool);
+        blk.Fc1.Apply(_ws.Xn, d, rows, _ws.Hidden, c.MlpDim, epilogue: GemmEpilogue.Gelu, pool: _pool);
         Lap(ForwardStage.Fc1Gelu, ref t);
-        blk.Fc2.Apply(_ws.Hidden, c.MlpDim, n, _ws.X, d, accumulate: true, pool: _pool);
+        blk.Fc2.Apply(_ws.Hidden, c.MlpDim, rows, _ws.X, d, accumulate: true, pool: _pool);
         Lap(ForwardStage.Fc2, ref t);
         LastStats.MultiplyAdds += 2L * n * d * c.MlpDim;
         return n;

@@ -81,6 +81,49 @@ public class VitEngineTests
         }
     }
 
+    /// <summary>Attaching any observer makes the engine compute every row of the last block (the reference here).</summary>
+    private sealed unsafe class FullLastBlock : VitEngine.IForwardObserver
+    {
+        public void BlockInput(int block, float* x, int n) { }
+        public void AfterAttention(int block, float* x, float* classScore, int n) { }
+    }
+
+    [Theory, MemberData(nameof(GemmTests.Levels), MemberType = typeof(GemmTests))]
+    public void SkippingTheLastBlocksPatchRowsLeavesLogitsBitIdentical(SimdLevel level)
+    {
+        // The head reads only the prefix tokens, so the last block computes attention output, proj and MLP for them
+        // alone. Every row of a GEMM, softmax and LayerNorm is computed the same way whoever its neighbours are, so
+        // the logits must not move by one bit: dense, pruned, int8, a distillation token, and a reducer (ToMe).
+        foreach (var config in new[] { Small, Small with { HasDistillationToken = true, Heads = 3, EmbedDim = 36 } })
+        {
+            var w = VitWeights.Random(config, seed: 9);
+            var img = RandomImage(config, 8);
+            float[] thresholds = [0.019f, float.NegativeInfinity, 0.021f];
+            foreach (var precision in new[] { Precision.Fp32, Precision.Int8 })
+            {
+                using var fast = new VitEngine(w, new EngineOptions(2, level) { Precision = precision });
+                using var full = new VitEngine(w, new EngineOptions(2, level) { Precision = precision }) { Observer = new FullLastBlock() };
+                var a = new float[config.Classes];
+                var b = new float[config.Classes];
+                foreach (var run in new Func<VitEngine, float[], EdgeViT.Kernels.Engine.ForwardStats>[]
+                {
+                    (e, o) => e.Infer(img, o),
+                    (e, o) => e.Infer(img, o, thresholds),
+                    (e, o) => e.Infer(img, o, new EdgeViT.Kernels.Reduction.TokenMerging(config, 6)),
+                })
+                {
+                    var sa = run(fast, a);
+                    long fastMacs = sa.MultiplyAdds;
+                    var sb = run(full, b);
+                    Assert.Equal(sb.MultiplyAdds, fastMacs); // nominal FLOPs: what budgets count, not what was skipped
+                    for (int i = 0; i < a.Length; i++)
+                        Assert.True(BitConverter.SingleToInt32Bits(a[i]) == BitConverter.SingleToInt32Bits(b[i]),
+                            $"{level} {precision} dist={config.HasDistillationToken}: logit {i} = {a[i]:R}, every row computed gave {b[i]:R}");
+                }
+            }
+        }
+    }
+
     [Fact]
     public void InferAllocatesNothingAfterWarmUp()
     {

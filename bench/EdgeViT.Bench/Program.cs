@@ -21,9 +21,10 @@ switch (cmd)
         Console.WriteLine();
         Int8Profile.Run(ArgInt("--threads", 1), level, Console.Out);
         break;
-    case "threads": // threads --model FILE [--threads 1,2] [--iterations N]
+    case "threads": // threads --model FILE [--threads 1,2] [--iterations N] [--pace-ms P]
         ThreadsBench.Run(Arg("--model") ?? "../shared/models/deit_tiny_patch16_224.safetensors",
-            (Arg("--threads") ?? "1,2").Split(',').Select(int.Parse).ToArray(), level, ArgInt("--iterations", 200), Console.Out);
+            (Arg("--threads") ?? "1,2").Split(',').Select(int.Parse).ToArray(), level, ArgInt("--iterations", 200), Console.Out,
+            ArgInt("--pace-ms", 0));
         break;
     case "panel": // panel TRACE.csv TARGET_MS LOAD_FROM_S LOAD_TO_S OUT.png
         PanelRender.Run(args[1], double.Parse(args[2]), double.Parse(args[3]), double.Parse(args[4]), args[5]);

@@ -11,6 +11,9 @@ namespace EdgeViT.Kernels.Simd;
 /// </summary>
 public static unsafe class Elementwise
 {
+    /// <summary>float lanes of the widest vector (512 bits): the size of a padded tail buffer.</summary>
+    private const int MaxLanes = 16;
+
     // ---- dispatch -------------------------------------------------------------------------------------------
     public static void LayerNorm(SimdLevel level, float* x, float* y, int n, float* gamma, float* beta, float eps)
     {
@@ -252,7 +255,16 @@ public static unsafe class Elementwise
             acc = TOps.Add(acc, e);
         }
         float sum = TOps.Sum(acc);
-        for (; i < n; i++) { float e = MathF.Exp(MathF.FusedMultiplyAdd(x[i], scale, -max * scale)); x[i] = e; sum += e; }
+        if (i < n)
+        {
+            // The last n mod w values (DeiT's 197 tokens leave 5) through one vector exp on a padded copy rather than
+            // one scalar exp each; the padding repeats a real value and is neither stored nor summed.
+            float* tail = stackalloc float[MaxLanes];
+            int r = n - i;
+            for (int k = 0; k < w; k++) tail[k] = x[i + Math.Min(k, r - 1)];
+            TOps.Store(tail, TOps.Exp(TOps.Fma(TOps.Load(tail), s, offs)));
+            for (int k = 0; k < r; k++) { x[i + k] = tail[k]; sum += tail[k]; }
+        }
 
         TV inv = TOps.Broadcast(1f / sum);
         for (i = 0; i <= n - w; i += w) TOps.Store(x + i, TOps.Mul(TOps.Load(x + i), inv));

@@ -79,24 +79,25 @@ printf '  POST /v1/classify (empty): %.0f ms while capturing, %.0f ms from stand
 stop_service
 
 # 2. Paced at 5 fps.
-paced() { # paced THREADS -> prints "cpu_per_frame_ms frames infer_p50_ms"
+paced() { # paced THREADS -> prints "cpu_per_frame_ms frames infer_p50_ms parallel_stalls"
+  rm -f "$out/verdicts-t$1.jsonl"
   start_service Threads="$1" "${camera[@]}" Results:Sink=file Results:Path="$out/verdicts-t$1.jsonl"
   sleep 10
-  local c0 f0 c1 f1
-  c0=$(cpu_ms); f0=$(status | jq .counters.classified)
+  local c0 f0 c1 f1 s0 s1
+  c0=$(cpu_ms); f0=$(status | jq .counters.classified); s0=$(status | jq .model.parallel_stalls)
   sleep "$paced_s"
-  c1=$(cpu_ms); f1=$(status | jq .counters.classified)
+  c1=$(cpu_ms); f1=$(status | jq .counters.classified); s1=$(status | jq .model.parallel_stalls)
   stop_service
   sleep 1 # the port is free again
   local p50
   p50=$(python3 -c 'import json,sys
 v=[json.loads(l)["latency_ms"]["infer"] for l in open(sys.argv[1])][20:]
 v.sort(); print(round(v[len(v)//2],2) if v else "nan")' "$out/verdicts-t$1.jsonl")
-  echo "$(echo "($c1 - $c0) / ($f1 - $f0)" | bc -l) $((f1 - f0)) $p50"
+  echo "$(echo "($c1 - $c0) / ($f1 - $f0)" | bc -l) $((f1 - f0)) $p50 $((s1 - s0))"
 }
-read -r per2 n2 p50_2 < <(paced 2)
-read -r per1 n1 p50_1 < <(paced 1)
-printf '5 fps, Threads=2: %.1f ms CPU per classified frame (%d frames), infer p50 %.2f ms\n' "$per2" "$n2" "$p50_2"
+read -r per2 n2 p50_2 stalls2 < <(paced 2)
+read -r per1 n1 p50_1 _ < <(paced 1)
+printf '5 fps, Threads=2: %.1f ms CPU per classified frame (%d frames), infer p50 %.2f ms, %d parallel stalls (a worker lost its CPU mid-task)\n' "$per2" "$n2" "$p50_2" "$stalls2"
 printf '5 fps, Threads=1: %.1f ms CPU per classified frame (%d frames), infer p50 %.2f ms\n' "$per1" "$n1" "$p50_1"
 
 # 3. Single-thread inference time.

@@ -84,6 +84,8 @@ public sealed class Classifier : IDisposable
     public int Depth => Model.Config.Depth;
     public string Simd => _engine.Simd.ToString();
     public int Threads => _engine.Options.Threads;
+    /// <summary>See <see cref="VitEngine.ParallelStalls"/>: the engine's threads were oversubscribed this many times.</summary>
+    public long ParallelStalls => _engine.ParallelStalls;
 
     /// <summary>Stopwatch timestamp at which the classification in progress started; 0 when idle (watchdog).</summary>
     public long InFlightSince => Interlocked.Read(ref _inFlightSince);

@@ -40,6 +40,12 @@ public sealed partial class VitEngine : IDisposable
     public EngineOptions Options { get; }
     public SimdLevel Simd { get; }
     public Precision Precision => Options.Precision;
+
+    /// <summary>
+    /// Parallel steps whose caller waited past <see cref="Parallel.WorkerPool.StallMicroseconds"/> for a worker that lost
+    /// its CPU mid-task (each makes the next steps run on one thread for a while): non-zero on an oversubscribed machine.
+    /// </summary>
+    public long ParallelStalls => _pool.Stalls;
     /// <summary>The int8 inner loop of an int8 engine, else null.</summary>
     public Int8Kernel? Int8Kernel { get; }
     /// <summary>Stats of the last <see cref="Infer"/> call (reused object).</summary>

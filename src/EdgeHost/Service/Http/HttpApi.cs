@@ -65,6 +65,7 @@ public static class HttpApi
             w.WriteString("description", worker.Classifier.Model.Config.Describe());
             w.WriteString("simd", worker.Classifier.Simd);
             w.WriteNumber("threads", worker.Classifier.Threads);
+            w.WriteNumber("parallel_stalls", worker.Classifier.ParallelStalls);
             w.WriteString("precision", worker.Classifier.Model.Precision);
             w.WriteEndObject();
             w.WriteStartObject("source");

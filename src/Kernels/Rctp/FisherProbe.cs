@@ -98,7 +98,7 @@ public sealed unsafe class FisherProbe : IDisposable, VitEngine.IForwardObserver
     {
         var c = weights.Config;
         workers = Math.Max(1, Math.Min(workers, Math.Max(1, images)));
-        int done = 0;
+        int done = 0, next = -1;
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var probes = Enumerable.Range(0, workers).Select(_ => new FisherProbe(weights, level, site)).ToArray();
         try
@@ -106,7 +106,8 @@ public sealed unsafe class FisherProbe : IDisposable, VitEngine.IForwardObserver
             System.Threading.Tasks.Parallel.For(0, workers, new ParallelOptions { MaxDegreeOfParallelism = workers }, w =>
             {
                 var input = new float[c.InChannels * c.ImageSize * c.ImageSize];
-                for (int i = w; i < images; i += workers)
+                // Images claimed one at a time (balance on a shared machine); results are kept by image index.
+                for (int i; (i = Interlocked.Increment(ref next)) < images;)
                 {
                     loadImage(i, input);
                     var stats = new TokenStatistics(c.Depth, c.Patches);

@@ -21,6 +21,33 @@ public class CalibratorTests
     }
 
     [Fact]
+    public void TheFitsRadixSortOrdersLikeArraySort()
+    {
+        // Class-attention scores are >= 0, but the sort must hold for any non-NaN float: signs, zeros of both signs,
+        // denormals, infinities, duplicates, and every length around the radix digit widths.
+        var rng = new Random(5);
+        float[] special = [0f, -0f, float.Epsilon, -float.Epsilon, float.MaxValue, float.MinValue, float.PositiveInfinity, float.NegativeInfinity, 1f, -1f];
+        foreach (int n in new[] { 0, 1, 2, 3, 17, 2048, 2049, 196_000 })
+        {
+            var a = new float[n];
+            for (int i = 0; i < n; i++)
+                a[i] = rng.Next(8) switch
+                {
+                    0 => special[rng.Next(special.Length)],
+                    1 => (float)(rng.NextDouble() - 0.5) * 1e-40f,
+                    2 => a[rng.Next(Math.Max(1, i))], // duplicates
+                    _ => (float)Math.Pow(rng.NextDouble(), 3) * 0.05f * (rng.Next(4) == 0 ? -1 : 1),
+                };
+            var expect = (float[])a.Clone();
+            Array.Sort(expect);
+            ThresholdFitter.SortAscending(a);
+            for (int i = 0; i < n; i++)
+                Assert.True(BitConverter.SingleToInt32Bits(expect[i]) == BitConverter.SingleToInt32Bits(a[i]) || expect[i] == a[i] && expect[i] == 0,
+                    $"n={n}: [{i}] = {a[i]:R}, Array.Sort gives {expect[i]:R}");
+        }
+    }
+
+    [Fact]
     public void EverySetMeetsItsBudgetAndTheThresholdsReproduceTheMeasuredFlops()
     {
         var (w, imgs, report) = Calibrate();

@@ -201,8 +201,15 @@ public unsafe class ThresholdRuleTests
         var w = VitWeights.Random(Config, seed: 13);
         var imgs = Enumerable.Range(0, 10).Select(i => Reduction.ReducerHookTests.RandomImage(Config, 60 + i)).ToArray();
         using var fitter = new ThresholdFitter(w, workers: 2, imgs.Length, rule: new ThresholdRule(scale, fuse));
-        for (int i = 0; i < imgs.Length; i++) fitter.AddImage(i % 2, i, imgs[i]);
-        // Plans sharing 0, 2 and 4 leading blocks, and one duplicate.
+        using (var dense = new VitEngine(w))
+        {
+            var denseLogits = new float[Config.Classes];
+            // With dense logits the fit also measures each plan's KL and agreement from its final states, so the
+            // comparison below covers the states themselves, not only the thresholds.
+            for (int i = 0; i < imgs.Length; i++) { dense.Infer(imgs[i], denseLogits); fitter.AddImage(i % 2, i, imgs[i], denseLogits, label: i % Config.Classes); }
+        }
+        // Plans sharing 0, 2 and 4 leading blocks, and one duplicate; where they part ways the MLP is run once on the
+        // loosest branch's tokens and shared (without a fused token), so each shared fit must equal the lone one.
         double[][] plans =
         [
             [1, 1, 0.8, 0.7, 0.6, 0.5],
@@ -218,6 +225,10 @@ public unsafe class ThresholdRuleTests
             Assert.Equal(alone.Thresholds, shared[p].Thresholds);
             Assert.Equal(alone.MeasuredFlops, shared[p].MeasuredFlops, 9);
             Assert.Equal(alone.MeanTokensPerBlock, shared[p].MeanTokensPerBlock);
+            Assert.Equal(alone.MeanKl, shared[p].MeanKl);
+            Assert.Equal(alone.MeanLoss, shared[p].MeanLoss);
+            Assert.Equal(alone.Agreement, shared[p].Agreement);
+            Assert.False(double.IsNaN(shared[p].MeanKl));
         }
         // And the thresholds replayed through the production path reproduce the fit's FLOPs.
         using var engine = new VitEngine(w);

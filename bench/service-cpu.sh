@@ -84,9 +84,10 @@ paced() { # paced THREADS -> prints "cpu_per_frame_ms frames infer_p50_ms parall
   start_service Threads="$1" "${camera[@]}" Results:Sink=file Results:Path="$out/verdicts-t$1.jsonl"
   sleep 10
   local c0 f0 c1 f1 s0 s1
-  c0=$(cpu_ms); f0=$(status | jq .counters.classified); s0=$(status | jq .model.parallel_stalls)
+  c0=$(cpu_ms); f0=$(status | jq .counters.classified); s0=$(status | jq .model.parallel_stalls); thread_ms >"$out/paced-t$1-0.txt"
   sleep "$paced_s"
-  c1=$(cpu_ms); f1=$(status | jq .counters.classified); s1=$(status | jq .model.parallel_stalls)
+  c1=$(cpu_ms); f1=$(status | jq .counters.classified); s1=$(status | jq .model.parallel_stalls); thread_ms >"$out/paced-t$1-1.txt"
+  echo "$((f1 - f0))" >"$out/paced-t$1-frames.txt"
   stop_service
   sleep 1 # the port is free again
   local p50
@@ -99,6 +100,10 @@ read -r per2 n2 p50_2 stalls2 < <(paced 2)
 read -r per1 n1 p50_1 _ < <(paced 1)
 printf '5 fps, Threads=2: %.1f ms CPU per classified frame (%d frames), infer p50 %.2f ms, %d parallel stalls (a worker lost its CPU mid-task)\n' "$per2" "$n2" "$p50_2" "$stalls2"
 printf '5 fps, Threads=1: %.1f ms CPU per classified frame (%d frames), infer p50 %.2f ms\n' "$per1" "$n1" "$p50_1"
+for t in 2 1; do
+  echo "  Threads=$t, CPU by thread (ms per classified frame; under 0.05 left out):"
+  by_thread "$out/paced-t$t-0.txt" "$out/paced-t$t-1.txt" "$(cat "$out/paced-t$t-frames.txt")" "    %-28s %6.2f ms\n" | awk '$2 >= 0.05 || /ended/'
+done
 
 # 3. Single-thread inference time.
 single=$("${edgevit[@]}" bench --model "$model" --threads 1 --iterations 50 --json | tail -1 | jq .edgevit_ms)

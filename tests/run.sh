@@ -41,7 +41,7 @@ runner=tests/ArmRunner/bin/Release/net10.0/edgevit-test-runner.dll
 suites="EdgeViT.Tests.Kernels EdgeViT.Tests.Imaging EdgeViT.Tests.Capture"
 # .NET 10 reads DOTNET_EnableAVX512 (DOTNET_EnableAVX512F alone no longer disables AVX-512); set both.
 run env DOTNET_EnableAVX512=0 DOTNET_EnableAVX512F=0 dotnet "$runner" $suites
-# Zen 3 exactly: AVX2 without AVX-VNNI (the int8 kernels fall back to vpmaddwd).
+# Zen 3 exactly: AVX2 without AVX-VNNI (the int8 kernels fall back to vpmaddubsw).
 run env DOTNET_EnableAVX512=0 DOTNET_EnableAVX512F=0 DOTNET_EnableAVXVNNI=0 dotnet "$runner" $suites
 run env DOTNET_EnableAVX2=0 dotnet "$runner" $suites
 run env DOTNET_EnableHWIntrinsic=0 dotnet "$runner" $suites

@@ -1,7 +1,7 @@
 using EdgeViT.Kernels.Simd;
 using EdgeViT.Bench;
 
-// edgevit-bench gemm [--threads T] [--simd LEVEL] | models [--threads 1,2] | threads [--model FILE] [--threads 1,2] [--iterations N]
+// edgevit-bench gemm [--threads T] [--simd LEVEL] | int8 [--threads T] [--min] | models [--threads 1,2] | threads [--model FILE] [--threads 1,2] [--iterations N]
 string cmd = args.Length > 0 ? args[0] : "gemm";
 var level = Arg("--simd") is { } s ? SimdLevels.Parse(s) : SimdLevels.Best;
 switch (cmd)
@@ -16,8 +16,8 @@ switch (cmd)
         ModelBench.Run(Arg("--threads") is { } t ? t.Split(',').Select(int.Parse).ToArray() : [1, 2], level,
             (Arg("--sizes") ?? "tiny,small,base").Split(','), Console.Out);
         break;
-    case "int8":
-        Int8GemmBench.Run(ArgInt("--threads", 1), Console.Out);
+    case "int8": // int8 [--threads T] [--min]: --min reports each GEMM's fastest of 200 runs (robust on a loaded machine)
+        Int8GemmBench.Run(ArgInt("--threads", 1), Console.Out, args.Contains("--min"));
         Console.WriteLine();
         Int8Profile.Run(ArgInt("--threads", 1), level, Console.Out);
         break;

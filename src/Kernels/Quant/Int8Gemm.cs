@@ -8,8 +8,8 @@ namespace EdgeViT.Kernels.Quant;
 
 /// <summary>
 /// Activations of one int8 GEMM: each row of A quantised symmetrically on its own (per token, dynamically),
-/// q = round-half-even(x * 127 / max|x|), in the byte layout the kernel reads (int8, u8 = q + 128 for VNNI,
-/// or int16), K padded to the kernel's group. Sized once for the largest layer; reused every call.
+/// q = round-half-even(x * 127 / max|x|), in the byte layout the kernel reads (int8, u8 = q + 128 for the u8 x s8
+/// kernels, or int16), K padded to the kernel's group. Sized once for the largest layer; reused every call.
 /// </summary>
 public sealed unsafe class Int8Activations : IDisposable
 {
@@ -33,8 +33,8 @@ public sealed unsafe class Int8Activations : IDisposable
 
 /// <summary>
 /// C[M x N] (=, or += for residuals) = requant(int8(A) . B) + bias, optionally GELU: the int8 counterpart of
-/// <see cref="Gemm.Multiply"/>. Int32 accumulation over the whole K (|sum| &lt;= K * 127^2 stays far inside int32
-/// and, for K &lt;= 1040, inside fp32's exact integers), then c = acc * weightScale[n] * rowScale[m] + bias[n].
+/// <see cref="Gemm.Multiply"/>. Int32 accumulation over the whole K (|sum| &lt;= K * 127 * 64 stays far inside int32
+/// and, for K &lt;= 2064, inside fp32's exact integers), then c = acc * weightScale[n] * rowScale[m] + bias[n].
 /// Threads split the N panels (and rows when panels are few), as the fp32 GEMM does.
 /// </summary>
 public static unsafe class Int8Gemm
@@ -59,6 +59,8 @@ public static unsafe class Int8Gemm
     /// </summary>
     public static void MultiplyInt(sbyte* aq, int m, Int8Matrix b, int* c, int ldc, WorkerPool? pool = null)
     {
+        for (long i = 0; i < (long)m * b.K; i++)
+            if (aq[i] < -QuantizedLinear.ActivationLevel) throw new ArgumentOutOfRangeException(nameof(aq), $"activation {aq[i]} outside [-127, 127]");
         int ldq = b.Groups * 4;
         using var rows = new NativeBuffer((long)m * ldq / 4 + 1);
         byte* q = (byte*)rows.Pointer;
@@ -110,8 +112,8 @@ public static unsafe class Int8Gemm
     {
         float* x = job.A + (long)r * job.Lda;
         float amax = MaxAbs(x, job.K);
-        job.RowScale[r] = amax / QuantizedLinear.MaxLevel;
-        float inv = amax > 0f ? QuantizedLinear.MaxLevel / amax : 0f;
+        job.RowScale[r] = amax / QuantizedLinear.ActivationLevel;
+        float inv = amax > 0f ? QuantizedLinear.ActivationLevel / amax : 0f;
         Quantize(x, job.K, inv, job.Q + (long)r * job.Ldq, job.Groups, job.Kernel);
     }
 
@@ -146,14 +148,14 @@ public static unsafe class Int8Gemm
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<int> Quantize512(float* x, Vector512<float> inv)
     {
-        var hi = Vector512.Create((float)QuantizedLinear.MaxLevel);
+        var hi = Vector512.Create((float)QuantizedLinear.ActivationLevel);
         return Vector512.ConvertToInt32(Vector512.Min(hi, Vector512.Max(-hi, Vector512.Round(Vector512.Load(x) * inv))));
     }
 
     /// <summary>q = clamp(round-half-even(x * inv), ±127), written in the kernel's layout; the K padding is q = 0.</summary>
     internal static void Quantize(float* x, int k, float inv, byte* dst, int groups, Int8Kernel kernel)
     {
-        bool madd = Int8Kernels.IsMadd(kernel), offset = kernel == Int8Kernel.Vnni256;
+        bool madd = Int8Kernels.IsMadd(kernel); int offset = Int8Kernels.ActivationOffset(kernel);
         int i = 0, w = Vector<int>.Count;
         // 512-bit first where the CPU has it (Vector<T> stays 256-bit on AVX-512 machines): same rounding, same bytes.
         if (Vector512.IsHardwareAccelerated)
@@ -166,13 +168,13 @@ public static unsafe class Int8Gemm
             }
             else
             {
-                var bias = Vector512.Create(unchecked((sbyte)0x80));
+                var bias = Vector512.Create(unchecked((sbyte)offset));
                 for (; i <= k - 64; i += 64)
                 {
                     var q = Vector512.Narrow(
                         Vector512.Narrow(Quantize512(x + i, vinv), Quantize512(x + i + 16, vinv)),
                         Vector512.Narrow(Quantize512(x + i + 32, vinv), Quantize512(x + i + 48, vinv)));
-                    if (offset) q ^= bias;
+                    q += bias;
                     q.Store((sbyte*)dst + i);
                 }
             }
@@ -180,7 +182,7 @@ public static unsafe class Int8Gemm
         if (Vector.IsHardwareAccelerated)
         {
             var vinv = new Vector<float>(inv);
-            var hi = new Vector<float>(QuantizedLinear.MaxLevel);
+            var hi = new Vector<float>(QuantizedLinear.ActivationLevel);
             var lo = -hi;
             if (madd)
             {
@@ -194,7 +196,7 @@ public static unsafe class Int8Gemm
             }
             else
             {
-                var bias = new Vector<sbyte>(unchecked((sbyte)0x80));
+                var bias = new Vector<sbyte>(unchecked((sbyte)offset));
                 for (; i <= k - 4 * w; i += 4 * w)
                 {
                     var s0 = Vector.Narrow(
@@ -204,14 +206,14 @@ public static unsafe class Int8Gemm
                         Vector.ConvertToInt32(Vector.Min(hi, Vector.Max(lo, Vector.Round(Vector.Load(x + i + 2 * w) * vinv)))),
                         Vector.ConvertToInt32(Vector.Min(hi, Vector.Max(lo, Vector.Round(Vector.Load(x + i + 3 * w) * vinv)))));
                     var q = Vector.Narrow(s0, s1);
-                    if (offset) q ^= bias;
+                    q += bias;
                     q.Store((sbyte*)dst + i);
                 }
             }
         }
         for (; i < k; i++)
         {
-            int q = (int)Math.Clamp(MathF.Round(x[i] * inv, MidpointRounding.ToEven), -QuantizedLinear.MaxLevel, QuantizedLinear.MaxLevel);
+            int q = (int)Math.Clamp(MathF.Round(x[i] * inv, MidpointRounding.ToEven), -QuantizedLinear.ActivationLevel, QuantizedLinear.ActivationLevel);
             Put(dst, i, q, madd, offset);
         }
         int kp = groups * Int8Kernels.KGroup(kernel);
@@ -221,15 +223,15 @@ public static unsafe class Int8Gemm
     /// <summary>Already-quantised values into the kernel's row layout (tests, and the exact-sum entry point).</summary>
     internal static void WriteRow(sbyte* q, int k, byte* dst, int groups, Int8Kernel kernel)
     {
-        bool madd = Int8Kernels.IsMadd(kernel), offset = kernel == Int8Kernel.Vnni256;
+        bool madd = Int8Kernels.IsMadd(kernel); int offset = Int8Kernels.ActivationOffset(kernel);
         int kp = groups * Int8Kernels.KGroup(kernel);
         for (int i = 0; i < kp; i++) Put(dst, i, i < k ? q[i] : 0, madd, offset);
     }
 
-    private static void Put(byte* dst, int i, int q, bool madd, bool offset)
+    private static void Put(byte* dst, int i, int q, bool madd, int offset)
     {
         if (madd) ((short*)dst)[i] = (short)q;
-        else dst[i] = offset ? (byte)(q + 128) : (byte)(sbyte)q;
+        else dst[i] = (byte)(q + offset);
     }
 
     // ---- tiles ------------------------------------------------------------------------------------------------
@@ -272,6 +274,8 @@ public static unsafe class Int8Gemm
             case Int8Kernel.Madd512: RunRange<Madd512Ops, Vector512<int>>(ref job, p0, p1, m0, m1); break;
             case Int8Kernel.Madd256: RunRange<Madd256Ops, Vector256<int>>(ref job, p0, p1, m0, m1); break;
             case Int8Kernel.Vnni256: RunRange<Vnni256Ops, Vector256<int>>(ref job, p0, p1, m0, m1); break;
+            case Int8Kernel.Maddubs256: RunRange<Maddubs256Ops, Vector256<int>>(ref job, p0, p1, m0, m1); break;
+            case Int8Kernel.Maddubs512: RunRange<Maddubs512Ops, Vector512<int>>(ref job, p0, p1, m0, m1); break;
             case Int8Kernel.Madd128: RunRange<Madd128Ops, Vector128<int>>(ref job, p0, p1, m0, m1); break;
             case Int8Kernel.ArmDot: RunRange<ArmDotOps, Vector128<int>>(ref job, p0, p1, m0, m1); break;
             case Int8Kernel.ArmWiden: RunRange<ArmWidenOps, Vector128<int>>(ref job, p0, p1, m0, m1); break;

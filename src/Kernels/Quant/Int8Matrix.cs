@@ -21,8 +21,8 @@ public sealed unsafe class Int8Matrix : IDisposable
     internal byte* Data => (byte*)_data.Pointer;
     internal float* Scale => _scale.Pointer;
     internal float* Bias => _bias.Pointer;
-    /// <summary>Accumulator start per column: -128 * sum_k B[k, n] for VNNI (activations offset to u8), else null.</summary>
-    internal int* Correction => Kernel == Int8Kernel.Vnni256 ? (int*)_corr.Pointer : null;
+    /// <summary>Accumulator start per column: -128 * sum_k B[k, n] for the u8 x s8 kernels (activations offset to u8), else null.</summary>
+    internal int* Correction => Int8Kernels.ActivationOffset(Kernel) != 0 ? (int*)_corr.Pointer : null;
 
     private readonly NativeBuffer _data, _scale, _bias, _corr;
 
@@ -55,12 +55,15 @@ public sealed unsafe class Int8Matrix : IDisposable
             for (int k = 0; k < K; k++)
             {
                 sbyte q = row[k];
+                // Beyond the rule vpmaddubsw would saturate silently: refuse it on every kernel, so all agree.
+                if (q < -QuantizedLinear.WeightLevel || q > QuantizedLinear.WeightLevel)
+                    throw new ArgumentException($"int8 weight {q} at [{n}, {k}] outside [-{QuantizedLinear.WeightLevel}, {QuantizedLinear.WeightLevel}]", nameof(layer));
                 sum += q;
                 byte* group = col + (long)(k / KGroup) * w * 4;
                 if (madd) ((short*)group)[k % 2] = q;
                 else ((sbyte*)group)[k % 4] = q;
             }
-            corr[n] = -128 * sum;
+            corr[n] = -Int8Kernels.ActivationOffset(kernel) * sum;
             _scale.Pointer[n] = layer.Scale[n];
             _bias.Pointer[n] = layer.Bias[n];
         }

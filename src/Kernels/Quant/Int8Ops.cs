@@ -77,6 +77,40 @@ internal readonly unsafe struct Vnni256Ops : IInt8Ops<Vector256<int>>
         Madd256Ops.Requantize256(c, acc, colScale, rowScale, bias, add);
 }
 
+/// <summary>
+/// AVX2 without VNNI: vpmaddubsw (u8 activations x s8 weights, adjacent pairs into int16, 32 products per
+/// instruction), then vpmaddwd with ones (pairs of int16 into int32), then vpaddd. Exact because the quantisation
+/// rule keeps 2 * max u8 * max |w| within int16.
+/// </summary>
+internal readonly unsafe struct Maddubs256Ops : IInt8Ops<Vector256<int>>
+{
+    public static int Lanes => 8;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<int> LoadInt(int* p) => Vector256.Load(p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<int> Broadcast(byte* a) => Vector256.Create(*(int*)a);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<int> LoadB(byte* b) => Vector256.Load((int*)b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<int> Dot(Vector256<int> acc, Vector256<int> a, Vector256<int> b) =>
+        acc + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(a.AsByte(), b.AsSByte()), Vector256.Create((short)1));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void StoreInt(int* p, Vector256<int> acc) => acc.Store(p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Requantize(float* c, Vector256<int> acc, float* colScale, float rowScale, float* bias, bool add) =>
+        Madd256Ops.Requantize256(c, acc, colScale, rowScale, bias, add);
+}
+
+/// <summary>The 512-bit <see cref="Maddubs256Ops"/> (AVX-512BW).</summary>
+internal readonly unsafe struct Maddubs512Ops : IInt8Ops<Vector512<int>>
+{
+    public static int Lanes => 16;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<int> LoadInt(int* p) => Vector512.Load(p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<int> Broadcast(byte* a) => Vector512.Create(*(int*)a);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<int> LoadB(byte* b) => Vector512.Load((int*)b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<int> Dot(Vector512<int> acc, Vector512<int> a, Vector512<int> b) =>
+        acc + Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(a.AsByte(), b.AsSByte()), Vector512.Create((short)1));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void StoreInt(int* p, Vector512<int> acc) => acc.Store(p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Requantize(float* c, Vector512<int> acc, float* colScale, float rowScale, float* bias, bool add) =>
+        Madd512Ops.Requantize(c, acc, colScale, rowScale, bias, add);
+}
+
 internal readonly unsafe struct Madd128Ops : IInt8Ops<Vector128<int>>
 {
     public static int Lanes => 4;

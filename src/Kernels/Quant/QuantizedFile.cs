@@ -17,8 +17,9 @@ namespace EdgeViT.Kernels.Quant;
 public static class QuantizedFile
 {
     public const string Format = "edgevit-int8-weights";
-    public const int Version = 1;
-    public const string Scheme = "weights: symmetric int8 per output channel; activations: symmetric int8 per token, dynamic";
+    /// <summary>2: weights in [-64, 64] (7 bits, for AVX2's vpmaddubsw). Version 1 files (weights in [-127, 127]) are refused.</summary>
+    public const int Version = 2;
+    public const string Scheme = "weights: symmetric per output channel in [-64, 64]; activations: symmetric int8 per token, dynamic";
     private static readonly byte[] Magic = "EVINT8\r\n"u8.ToArray();
 
     public static void Save(string path, QuantizedWeights q, VitWeights model)
@@ -91,7 +92,9 @@ public static class QuantizedFile
         var header = JsonNode.Parse(bytes.AsSpan(start, headerLength)) as JsonObject ?? throw new InvalidDataException("header is not a JSON object");
         if ((string?)header["format"] != Format) throw ModelErrors.Fail(file, $"not an EdgeViT int8 weights file (format '{(string?)header["format"]}')");
         int version = (int?)header["version"] ?? 0;
-        if (version != Version) throw ModelErrors.Fail(file, $"int8 weights file version {version} is not supported (this build reads version {Version})");
+        if (version != Version)
+            throw ModelErrors.Fail(file, $"int8 weights file version {version} is not supported (this build reads version {Version}" +
+                (version == 1 ? ", whose weights are 7-bit" : "") + "); rerun 'edgevit quantize'");
         string fingerprint = (string?)header["model"]?["fingerprint"] ?? throw new InvalidDataException("no model fingerprint");
         if (!string.Equals(fingerprint, model.Fingerprint, StringComparison.OrdinalIgnoreCase))
             throw ModelErrors.Fail(file, $"quantised from model {fingerprint[..Math.Min(12, fingerprint.Length)]} ({(string?)header["model"]?["description"]}), " +

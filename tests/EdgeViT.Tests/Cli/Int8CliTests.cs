@@ -90,6 +90,7 @@ public class Int8CliTests
     [InlineData("flip")]
     [InlineData("magic")]
     [InlineData("version")]
+    [InlineData("version1")]
     public void CorruptQuantizedFileIsOneErrorLine(string damage)
     {
         using var tmp = new TempDir();
@@ -103,15 +104,17 @@ public class Int8CliTests
             case "flip": bytes[^5000] ^= 0x40; expect = "checksum mismatch"; break;
             case "magic": bytes[0] = (byte)'X'; expect = "not an EdgeViT int8 weights file"; break;
             default:
+                // version1: a file of the previous rule (weights in [-127, 127]) is refused with the fix, not misread.
                 var text = System.Text.Encoding.UTF8.GetString(bytes);
-                int at = text.IndexOf("\"version\":1", StringComparison.Ordinal);
-                bytes[at + 10] = (byte)'7';
-                expect = "version 7 is not supported";
+                int at = text.IndexOf($"\"version\":{QuantizedFile.Version}", StringComparison.Ordinal);
+                bytes[at + 10] = damage == "version1" ? (byte)'1' : (byte)'7';
+                expect = damage == "version1" ? "version 1 is not supported" : "version 7 is not supported";
                 break;
         }
         File.WriteAllBytes(q, bytes);
         var r = CliHarness.Run("predict", "--model", Model, "--quantized", q, SharedAssets.Images()[0]);
-        CliHarness.AssertOneErrorLine(r, "deit.int8", expect);
+        if (damage.StartsWith("version")) CliHarness.AssertOneErrorLine(r, "deit.int8", expect, "rerun 'edgevit quantize'");
+        else CliHarness.AssertOneErrorLine(r, "deit.int8", expect);
         Assert.Equal(ExitCodes.InputError, r.ExitCode);
     }
 

@@ -17,12 +17,33 @@ public unsafe class Int8GemmTests
 
     private static readonly int[][] Shapes = [[1, 1, 1], [197, 192, 576], [13, 7, 33], [25, 300, 50], [5, 513, 17], [40, 64, 100], [3, 768, 192], [12, 4, 32]];
 
-    private static sbyte[] RandomInt8(Random rng, int n, bool extreme)
+    /// <summary>Values in [-level, level]; extreme: only ±level (activations ±127 are u8 1 and 255 in the u8 x s8 kernels).</summary>
+    private static sbyte[] RandomInt8(Random rng, int n, bool extreme, int level)
     {
         var a = new sbyte[n];
-        // extreme: only ±127, the case where two adjacent u8 x s8 products would saturate int16 in vpmaddubsw.
-        for (int i = 0; i < n; i++) a[i] = extreme ? (sbyte)(rng.Next(2) == 0 ? -127 : 127) : (sbyte)rng.Next(-127, 128);
+        for (int i = 0; i < n; i++) a[i] = extreme ? (sbyte)(rng.Next(2) == 0 ? -level : level) : (sbyte)rng.Next(-level, level + 1);
         return a;
+    }
+
+    private static void AssertExact(Int8Kernel kernel, sbyte[] a, sbyte[] w, int m, int k, int n, int threads, string what)
+    {
+        var layer = new QuantizedLinear(k, n, w, Enumerable.Repeat(1f, n).ToArray(), new float[n]);
+        using var packed = new Int8Matrix(layer, kernel);
+        int ldc = n + 5;
+        var c = new int[m * ldc];
+        Array.Fill(c, int.MinValue);
+        using var pool = new WorkerPool(threads);
+        fixed (sbyte* pa = a) fixed (int* pc = c) Int8Gemm.MultiplyInt(pa, m, packed, pc, ldc, pool);
+        for (int i = 0; i < m; i++)
+        {
+            for (int j = 0; j < n; j++)
+            {
+                long e = 0;
+                for (int kk = 0; kk < k; kk++) e += a[i * k + kk] * w[j * k + kk];
+                if (c[i * ldc + j] != e) Assert.Fail($"{kernel} m={m} k={k} n={n} {what}: C[{i},{j}] = {c[i * ldc + j]}, exact {e}");
+            }
+            for (int j = n; j < ldc; j++) Assert.Equal(int.MinValue, c[i * ldc + j]); // padding untouched
+        }
     }
 
     [Theory, MemberData(nameof(Kernels))]
@@ -35,26 +56,40 @@ public unsafe class Int8GemmTests
             if (trial < Shapes.Length) (m, k, n) = (Shapes[trial][0], Shapes[trial][1], Shapes[trial][2]);
             else (m, k, n) = (rng.Next(1, 40), rng.Next(1, 800), rng.Next(1, 70));
             bool extreme = trial % 3 == 1;
-            var a = RandomInt8(rng, m * k, extreme);
-            var w = RandomInt8(rng, n * k, extreme);
-            var layer = new QuantizedLinear(k, n, w, Enumerable.Repeat(1f, n).ToArray(), new float[n]);
-            using var packed = new Int8Matrix(layer, kernel);
-            int ldc = n + 5;
-            var c = new int[m * ldc];
-            Array.Fill(c, int.MinValue);
-            using var pool = new WorkerPool(1 + trial % 3);
-            fixed (sbyte* pa = a) fixed (int* pc = c) Int8Gemm.MultiplyInt(pa, m, packed, pc, ldc, pool);
-            for (int i = 0; i < m; i++)
-            {
-                for (int j = 0; j < n; j++)
-                {
-                    long e = 0;
-                    for (int kk = 0; kk < k; kk++) e += a[i * k + kk] * w[j * k + kk];
-                    if (c[i * ldc + j] != e) Assert.Fail($"{kernel} m={m} k={k} n={n} extreme={extreme}: C[{i},{j}] = {c[i * ldc + j]}, exact {e}");
-                }
-                for (int j = n; j < ldc; j++) Assert.Equal(int.MinValue, c[i * ldc + j]); // padding untouched
-            }
+            var a = RandomInt8(rng, m * k, extreme, QuantizedLinear.ActivationLevel);
+            var w = RandomInt8(rng, n * k, extreme, QuantizedLinear.WeightLevel);
+            AssertExact(kernel, a, w, m, k, n, 1 + trial % 3, $"extreme={extreme}");
         }
+    }
+
+    /// <summary>
+    /// The vpmaddubsw saturation boundary: activations all +127 (u8 255) against weights all +64, all -64 and
+    /// alternating ±64, so every adjacent pair of products is ±2 * 255 * 64 = ±32640, the int16 limit the rule keeps.
+    /// </summary>
+    [Theory, MemberData(nameof(Kernels))]
+    public void SaturationBoundaryIsExact(Int8Kernel kernel)
+    {
+        int m = 7, k = 771, n = 37;
+        const int wl = QuantizedLinear.WeightLevel;
+        var a = Enumerable.Repeat((sbyte)QuantizedLinear.ActivationLevel, m * k).ToArray();
+        foreach (var (name, weight) in new (string, Func<int, int, int>)[] { ("+64", (_, _) => wl), ("-64", (_, _) => -wl), ("±64", (j, kk) => (j + kk) % 2 == 0 ? wl : -wl) })
+        {
+            var w = new sbyte[n * k];
+            for (int j = 0; j < n; j++)
+                for (int kk = 0; kk < k; kk++) w[j * k + kk] = (sbyte)weight(j, kk);
+            AssertExact(kernel, a, w, m, k, n, 1, $"all-127 activations x {name} weights");
+            var neg = a.Select(x => (sbyte)-x).ToArray(); // u8 1: the low end
+            AssertExact(kernel, neg, w, m, k, n, 1, $"all--127 activations x {name} weights");
+        }
+    }
+
+    /// <summary>A weight outside the rule is refused on every kernel (vpmaddubsw would saturate it silently).</summary>
+    [Theory, MemberData(nameof(Kernels))]
+    public void WeightOutsideTheRuleIsRefused(Int8Kernel kernel)
+    {
+        var layer = new QuantizedLinear(2, 1, [1, QuantizedLinear.WeightLevel + 1], [1f], [0f]);
+        var ex = Assert.Throws<ArgumentException>(() => new Int8Matrix(layer, kernel));
+        Assert.Contains("outside [-64, 64]", ex.Message);
     }
 
     /// <summary>The fp32 path: per-row quantisation, exact sums, requantisation, bias, accumulate, GELU.</summary>
@@ -121,12 +156,12 @@ public unsafe class Int8GemmTests
     }
 
     [Fact]
-    public void WeightQuantisationIsSymmetricPerChannelWithin127()
+    public void WeightQuantisationIsSymmetricPerChannelWithin64()
     {
         var w = new Linear(3, 2, [0.5f, -1f, 0.25f, 0f, 0f, 0f], [1f, 2f]);
         var q = QuantizedLinear.Quantize(w);
-        Assert.Equal([64, -127, 32, 0, 0, 0], q.Weight.Select(x => (int)x));
-        Assert.Equal(1f / 127, q.Scale[0], 6);
+        Assert.Equal([32, -64, 16, 0, 0, 0], q.Weight.Select(x => (int)x));
+        Assert.Equal(1f / 64, q.Scale[0], 6);
         Assert.Equal(1f, q.Scale[1]); // an all-zero channel keeps a finite scale
         Assert.Equal(w.Bias, q.Bias);
     }

@@ -31,8 +31,8 @@ public static class Int8Kernels
         // AVX-VNNI's 256-bit vpdpbusd beats 512-bit vpmaddwd + vpaddd (one instruction per 4 k instead of two per
         // 2 k, and int8 panels half the size of int16 ones, so a K=768 panel still fits L1): Zen 5 / Sapphire Rapids.
         SimdLevel.Vector512 when AvxVnni.IsSupported => Int8Kernel.Vnni256,
-        // vpmaddubsw + vpmaddwd(ones) + vpaddd per 4 k beats vpmaddwd + vpaddd per 2 k: on Zen 4, 1.2-1.3x at
-        // 512 bits and 1.15-1.3x at 256 bits (AVX-512 disabled) on DeiT-Tiny's shapes (bench/RESULTS.md).
+        // vpmaddubsw + vpmaddwd(ones) + vpaddd per 4 k beats vpmaddwd + vpaddd per 2 k: on Zen 4, 1.3x at
+        // 512 bits and 1.2-1.25x at 256 bits (AVX-512 disabled) on DeiT-Tiny's shapes (edgevit-bench int8 --min).
         SimdLevel.Vector512 when Avx512BW.IsSupported => Int8Kernel.Maddubs512,
         SimdLevel.Vector256 when AvxVnni.IsSupported => Int8Kernel.Vnni256,
         SimdLevel.Vector256 when Avx2.IsSupported => Int8Kernel.Maddubs256,
@@ -81,8 +81,8 @@ public static class Int8Kernels
 
     /// <summary>
     /// Rows per microkernel call: 12 with 32 vector registers, 6 with 16 (AVX2), 4 scalar. vpmaddubsw with 16
-    /// registers: 5 (10 accumulators + 2 B + broadcast + product + the ones vector; 6 rows spill an accumulator,
-    /// and measured no faster). vpdpbusd on an AVX-512
+    /// registers: 5 (10 accumulators + 2 B + broadcast + product + the ones vector; 6 rows spill an accumulator
+    /// and measured no faster, 4 were 2-3 % slower). vpdpbusd on an AVX-512
     /// CPU: the .NET 10 JIT EVEX-encodes it, so B and the broadcast may sit in ymm16-31, but it keeps the
     /// accumulator (the tied destination) in ymm0-15 and shuffles through ymm15 beyond that (12 rows: 22 extra
     /// moves and a spill per k group); 8 rows = 16 accumulators fit exactly (5 % faster than 6 on Emerald Rapids).

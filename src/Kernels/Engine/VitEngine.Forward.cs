@@ -231,24 +231,46 @@ public sealed unsafe partial class VitEngine
     /// <summary>Prunes on the class scores at threshold tau (-inf or NaN: none), then x += MLP(LN2(x)); returns the new count.</summary>
     internal int MlpStage(int l, int n, float tau, ThresholdRule rule = default)
     {
-        var blk = _blocks[l];
+        n = PruneStage(l, n, tau, rule);
+        MlpRows(l, 0, LiveRows(l, n)); // the kept count stays n (stats, FLOPs); the last block computes the prefix only
+        LastStats.MultiplyAdds += 2L * n * Config.EmbedDim * Config.MlpDim;
+        return n;
+    }
+
+    /// <summary>The pruning half of <see cref="MlpStage"/>: compacts the tokens at threshold tau; returns the kept count.</summary>
+    internal int PruneStage(int l, int n, float tau, ThresholdRule rule = default)
+    {
         var c = Config;
-        int d = c.EmbedDim;
         long t = Mark();
         if (!float.IsNegativeInfinity(tau) && !float.IsNaN(tau)) n = PruneTokens(n, tau, rule);
         LastStats.TokensPerBlock[l] = n;
         new ReadOnlySpan<int>(_ws.TokenIds, n).CopyTo(LastStats.KeptTokenIds.AsSpan(l * c.Tokens, n));
         Lap(ForwardStage.Reduce, ref t);
-        int rows = LiveRows(l, n); // the kept count stays n (stats, FLOPs); the last block computes the prefix only
-        LayerNormRows(_ws.X, _ws.Xn, rows, blk.Weights.Norm2);
-        Lap(ForwardStage.LayerNorm, ref t);
-        blk.Fc1.Apply(_ws.Xn, d, rows, _ws.Hidden, c.MlpDim, epilogue: GemmEpilogue.Gelu, pool: _pool);
-        Lap(ForwardStage.Fc1Gelu, ref t);
-        blk.Fc2.Apply(_ws.Hidden, c.MlpDim, rows, _ws.X, d, accumulate: true, pool: _pool);
-        Lap(ForwardStage.Fc2, ref t);
-        LastStats.MultiplyAdds += 2L * n * d * c.MlpDim;
         return n;
     }
+
+    /// <summary>
+    /// x += MLP(LN2(x)) on rows first..first+count-1 of block l. The MLP is per token, so a row's result does not
+    /// depend on which other rows run with it (the threshold fitter runs a shared set once, then single rows).
+    /// </summary>
+    internal void MlpRows(int l, int first, int count)
+    {
+        if (count <= 0) return;
+        var blk = _blocks[l];
+        var c = Config;
+        int d = c.EmbedDim;
+        float* x = _ws.X + (long)first * d;
+        long t = Mark();
+        LayerNormRows(x, _ws.Xn, count, blk.Weights.Norm2);
+        Lap(ForwardStage.LayerNorm, ref t);
+        blk.Fc1.Apply(_ws.Xn, d, count, _ws.Hidden, c.MlpDim, epilogue: GemmEpilogue.Gelu, pool: _pool);
+        Lap(ForwardStage.Fc1Gelu, ref t);
+        blk.Fc2.Apply(_ws.Hidden, c.MlpDim, count, x, d, accumulate: true, pool: _pool);
+        Lap(ForwardStage.Fc2, ref t);
+    }
+
+    /// <summary>Rows of block l that <see cref="MlpStage"/> runs the MLP on when n tokens are kept.</summary>
+    internal int MlpLiveRows(int l, int n) => LiveRows(l, n);
 
     internal void FinishImage(Span<float> logits)
     {

@@ -210,7 +210,7 @@ public sealed unsafe class ThresholdFitter : IDisposable
 
             // Largest subtree last: it reuses this node's state in place, the others get copies.
             var groups = members.GroupBy(p => targets[p][l]).OrderBy(g => g.Count()).ToArray();
-            if (groups.Length > 1 && !Rule.FuseDropped)
+            if (groups.Length > 1)
             {
                 BranchSharingTheMlp(l, groups, state, scores, sorted);
                 return;
@@ -237,80 +237,71 @@ public sealed unsafe class ThresholdFitter : IDisposable
         }
 
         /// <summary>
-        /// Where plans part ways at block l's threshold (several keep counts), without a fused token: the MLP is per token,
-        /// and a higher threshold keeps a subset of a lower one's tokens, so the MLP runs once, on the tokens the lowest
-        /// threshold keeps, and every other branch takes its own tokens' rows from that result (the rows are bit-identical
-        /// to running the MLP on the branch alone: a GEMM row does not depend on its neighbours). Each branch is then walked
-        /// depth first; the loosest one last, in the node's own state.
+        /// Where plans part ways at block l's threshold (several keep counts). The MLP is per token, and a higher
+        /// threshold keeps a subset of a lower one's patch tokens, so the MLP runs once, on every token the lowest
+        /// threshold keeps; each other branch is pruned from the node's state, takes its tokens' MLP rows from that
+        /// result (bit-identical to running them itself: a GEMM row does not depend on its neighbours), and runs the
+        /// MLP only on its own fused token, which averages its own dropped tokens. Branches are walked depth first,
+        /// the loosest last.
         /// </summary>
         void BranchSharingTheMlp(int l, IGrouping<long, int>[] groups, State state, float[][] scores, float[] sorted)
         {
-            int images = Images, prefix = _c.PrefixTokens, d = _c.EmbedDim;
+            int d = _c.EmbedDim;
             var flops = new FlopsModel(_c);
             var tau = groups.Select(g => g.Key >= sorted.Length ? float.NegativeInfinity : KeepTopThreshold(sorted, g.Key)).ToArray();
             int loosest = 0;
             for (int g = 1; g < groups.Length; g++) if (tau[g] < tau[loosest]) loosest = g;
-            var nodeN = (int[])state.N.Clone();
-            var nodeFlops = (double[])state.Flops.Clone();
+            var shared = state.Clone();
             ForEachImage((engine, i) =>
             {
-                engine.LoadState(state.N[i], state.X(i), state.Ids[i], state.Sizes[i]);
+                engine.LoadState(shared.N[i], shared.X(i), shared.Ids[i], shared.Sizes[i]);
                 engine.LoadClassScores(scores[i]);
-                int kept = engine.MlpStage(l, state.N[i], tau[loosest], Rule);
-                engine.SaveState(kept, state.X(i), state.Ids[i], state.Sizes[i]);
-                state.Flops[i] += flops.Mlp(kept);
-                state.N[i] = kept;
+                int kept = engine.MlpStage(l, shared.N[i], tau[loosest], Rule);
+                engine.SaveState(kept, shared.X(i), shared.Ids[i], shared.Sizes[i]);
+                shared.Flops[i] += flops.Mlp(kept);
+                shared.N[i] = kept;
             });
             Stage($"block {l} MLP");
 
-            // The node-token positions a threshold keeps (prefix always; no pruning at -inf, as MlpStage).
-            float CutFor(float t, int i)
+            var others = Enumerable.Range(0, groups.Length).Where(g => g != loosest).ToArray();
+            for (int k = 0; k < others.Length; k++)
             {
-                if (float.IsNegativeInfinity(t) || float.IsNaN(t)) return float.NegativeInfinity;
-                fixed (float* s = scores[i]) return TokenReductionContext.Cut(t, Rule, s, prefix, nodeN[i]);
-            }
-            bool Keeps(int i, int t, float cut) => t < prefix || float.IsNegativeInfinity(cut) || scores[i][t] > cut;
-
-            for (int g = 0; g < groups.Length; g++)
-            {
-                if (g == loosest) continue;
-                var cuts = new float[images];
-                var cutsLoose = new float[images];
-                var n = new int[images];
-                for (int i = 0; i < images; i++)
+                int g = others[k];
+                var next = state.Clone(); // the node's state before the MLP; pruned below (rows only shrink)
+                ForEachImage((engine, i) =>
                 {
-                    cuts[i] = CutFor(tau[g], i);
-                    cutsLoose[i] = CutFor(tau[loosest], i);
-                    for (int t = 0; t < nodeN[i]; t++) if (Keeps(i, t, cuts[i])) n[i]++;
-                }
-                var next = new State(d, n, n.Select(k => new int[k]).ToArray(), n.Select(k => new float[k]).ToArray(),
-                    Enumerable.Range(0, images).Select(i => nodeFlops[i] + flops.Mlp(n[i])).ToArray());
-                for (int i = 0; i < images; i++)
-                {
-                    var from = state.X(i);
-                    var to = next.X(i);
-                    for (int t = 0, j = 0, k = 0; t < nodeN[i]; t++)
+                    engine.LoadState(next.N[i], next.X(i), next.Ids[i], next.Sizes[i]);
+                    engine.LoadClassScores(scores[i]);
+                    int kept = engine.PruneStage(l, next.N[i], tau[g], Rule);
+                    engine.SaveState(kept, next.X(i), next.Ids[i], next.Sizes[i]);
+                    int live = engine.MlpLiveRows(l, kept), fusedRow = -1;
+                    Span<float> from = shared.X(i), to = next.X(i);
+                    int[] ids = next.Ids[i], sharedIds = shared.Ids[i];
+                    for (int r = 0, j = 0; r < live; r++)
                     {
-                        if (!Keeps(i, t, cutsLoose[i])) continue; // not in the loosest branch's rows
-                        if (Keeps(i, t, cuts[i]))
-                        {
-                            // A stricter cut keeps a subset of the looser one's tokens, in the same order.
-                            from.Slice(j * d, d).CopyTo(to.Slice(k * d, d));
-                            next.Ids[i][k] = state.Ids[i][j];
-                            next.Sizes[i][k] = state.Sizes[i][j];
-                            k++;
-                        }
-                        j++;
+                        if (ids[r] == TokenReductionContext.FusedId) { fusedRow = r; continue; }
+                        while (j < shared.N[i] && sharedIds[j] != ids[r]) j++; // both keep node order
+                        if (j == shared.N[i]) throw new InvalidOperationException($"block {l}: token {ids[r]} kept at {tau[g]} but not at {tau[loosest]}");
+                        from.Slice(j * d, d).CopyTo(to.Slice(r * d, d));
                     }
-                }
+                    if (fusedRow >= 0)
+                    {
+                        engine.LoadState(kept, next.X(i), ids, next.Sizes[i]);
+                        engine.MlpRows(l, fusedRow, 1);
+                        engine.SaveState(kept, next.X(i), ids, next.Sizes[i]);
+                    }
+                    next.Flops[i] += flops.Mlp(kept);
+                    next.N[i] = kept;
+                });
                 Stage($"block {l} MLP");
+                if (k == others.Length - 1) state.Dispose(); // every branch has what it needs from the node
                 double mean = next.N.Average();
                 foreach (int p in groups[g]) { thresholds[p][l] = tau[g]; meanTokens[p][l] = mean; }
                 Walk(l + 1, groups[g].ToArray(), next);
             }
-            double meanLoose = state.N.Average();
-            foreach (int p in groups[loosest]) { thresholds[p][l] = tau[loosest]; meanTokens[p][l] = meanLoose; }
-            Walk(l + 1, groups[loosest].ToArray(), state);
+            double meanShared = shared.N.Average();
+            foreach (int p in groups[loosest]) { thresholds[p][l] = tau[loosest]; meanTokens[p][l] = meanShared; }
+            Walk(l + 1, groups[loosest].ToArray(), shared);
         }
     }
 

@@ -196,6 +196,7 @@ public unsafe class ThresholdRuleTests
     [InlineData(ScoreScale.Raw, false)]
     [InlineData(ScoreScale.RelativeToMean, false)]
     [InlineData(ScoreScale.RelativeToMean, true)]
+    [InlineData(ScoreScale.Raw, true)]
     public void SharingPrefixesAcrossPlansGivesExactlyWhatFittingEachPlanAloneGives(ScoreScale scale, bool fuse)
     {
         var w = VitWeights.Random(Config, seed: 13);

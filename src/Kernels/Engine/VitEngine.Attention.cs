@@ -1,3 +1,4 @@
+using EdgeViT.Kernels.Reduction;
 using EdgeViT.Kernels.Simd;
 
 namespace EdgeViT.Kernels.Engine;
@@ -22,12 +23,13 @@ public sealed unsafe partial class VitEngine
     /// </summary>
     /// <param name="proportional">ToMe's proportional attention: log(token size) is added to every key's logit.</param>
     /// <param name="probabilities">when not null, every head's softmax rows are copied there [head][query][key].</param>
-    private void Attention(int n, bool proportional = false, float* probabilities = null)
+    /// <param name="rule">RCTP's rule: how heads pool into the class score, and the cap on the size proportional attention sees.</param>
+    private void Attention(int n, bool proportional = false, float* probabilities = null, ThresholdRule rule = default)
     {
         var c = Config;
         float scale = 1f / MathF.Sqrt(c.HeadDim);
         if (proportional) // the softmax scales its input, so pre-divide the bias: scale * (x + log(s) / scale)
-            for (int t = 0; t < n; t++) _ws.KeyBias[t] = MathF.Log(_ws.Sizes[t]) / scale;
+            for (int t = 0; t < n; t++) _ws.KeyBias[t] = MathF.Log(rule.ProportionalSize(_ws.Sizes[t])) / scale;
         var job = new AttentionJob
         {
             Qkv = _ws.Qkv, Out = _ws.AttnOut, KT = _ws.KT, V = _ws.V, Scores = _ws.Scores, ClassAttention = _ws.ClassAttention,
@@ -40,13 +42,18 @@ public sealed unsafe partial class VitEngine
         _pool.Run(2 * c.Heads, &PackHead, &job);
         _pool.Run(c.Heads * job.Chunks, &AttendChunk, &job);
 
-        // Head-averaged class attention: the score RCTP's thresholds are compared with.
+        // Head-averaged (or max-over-heads) class attention: the score RCTP's thresholds are compared with.
         float inv = 1f / c.Heads;
+        bool max = rule.Heads == HeadPooling.Max;
         for (int t = 0; t < n; t++)
         {
-            float s = 0;
-            for (int h = 0; h < c.Heads; h++) s += _ws.ClassAttention[h * c.Tokens + t];
-            _ws.ClassScore[t] = s * inv;
+            float s = max ? float.NegativeInfinity : 0;
+            for (int h = 0; h < c.Heads; h++)
+            {
+                float a = _ws.ClassAttention[h * c.Tokens + t];
+                s = max ? MathF.Max(s, a) : s + a;
+            }
+            _ws.ClassScore[t] = max ? s : s * inv;
         }
     }
 

@@ -115,7 +115,7 @@ public sealed unsafe partial class VitEngine
             for (int l = 0; l < c.Depth; l++)
             {
                 Observer?.BlockInput(l, _ws.X, n);
-                AttentionStage(l, n, proportional: rule.FuseDropped && !thresholds.IsEmpty);
+                AttentionStage(l, n, proportional: rule.FuseDropped && !thresholds.IsEmpty, rule: rule);
                 Observer?.AfterAttention(l, _ws.X, _ws.ClassScore, n);
                 float tau = thresholds.IsEmpty ? float.NegativeInfinity : thresholds[l];
                 n = MlpStage(l, n, tau, rule);
@@ -137,6 +137,7 @@ public sealed unsafe partial class VitEngine
         CheckShapes(imageChw, logits);
 
         var needs = reducer.Needs;
+        var rule = reducer.AttentionRule; // its head pooling and proportional size cap
         bool proportional = (needs & ReductionNeeds.ProportionalAttention) != 0;
         float* probabilities = null;
         if ((needs & ReductionNeeds.AttentionProbabilities) != 0)
@@ -156,7 +157,7 @@ public sealed unsafe partial class VitEngine
             reducer.BeginImage(_reduction);
             for (int l = 0; l < c.Depth; l++)
             {
-                AttentionStage(l, n, proportional, probabilities);
+                AttentionStage(l, n, proportional, probabilities, rule);
                 _reduction.Block = l;
                 _reduction.Count = n;
                 long t = Mark();
@@ -195,8 +196,8 @@ public sealed unsafe partial class VitEngine
         return Config.Tokens;
     }
 
-    /// <summary>x += proj(MSA(LN1(x))) for block l on n tokens; leaves the class scores in <see cref="ClassScores"/>.</summary>
-    internal void AttentionStage(int l, int n, bool proportional = false, float* probabilities = null)
+    /// <summary>x += proj(MSA(LN1(x))) for block l on n tokens; leaves the class scores (pooled over heads as <paramref name="rule"/> says) in <see cref="ClassScores"/>.</summary>
+    internal void AttentionStage(int l, int n, bool proportional = false, float* probabilities = null, ThresholdRule rule = default)
     {
         var blk = _blocks[l];
         int d = Config.EmbedDim;
@@ -205,7 +206,7 @@ public sealed unsafe partial class VitEngine
         Lap(ForwardStage.LayerNorm, ref t);
         blk.Qkv.Apply(_ws.Xn, d, n, _ws.Qkv, 3 * d, pool: _pool);
         Lap(ForwardStage.Qkv, ref t);
-        Attention(n, proportional, probabilities);
+        Attention(n, proportional, probabilities, rule);
         Lap(ForwardStage.Attention, ref t);
         blk.Proj.Apply(_ws.AttnOut, d, n, _ws.X, d, accumulate: true, pool: _pool);
         Lap(ForwardStage.Proj, ref t);

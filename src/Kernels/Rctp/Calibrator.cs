@@ -59,7 +59,7 @@ public static class Calibrator
         {
             stats[i] = s;
             fitter.AddImage(w, i, input, s.Logits, s.Label);
-        }, progress);
+        }, progress, heads: options.Rule.Heads);
         var probeTime = clock.Elapsed;
 
         clock.Restart();

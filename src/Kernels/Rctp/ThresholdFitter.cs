@@ -200,7 +200,7 @@ public sealed unsafe class ThresholdFitter : IDisposable
             ForEachImage((engine, i) =>
             {
                 engine.LoadState(state.N[i], state.X(i), state.Ids[i], state.Sizes[i]);
-                engine.AttentionStage(l, state.N[i], proportional: Rule.FuseDropped);
+                engine.AttentionStage(l, state.N[i], proportional: Rule.FuseDropped, rule: Rule);
                 engine.SaveState(state.N[i], state.X(i), state.Ids[i], state.Sizes[i]);
                 scores[i] = new ReadOnlySpan<float>(engine.ClassScores, state.N[i]).ToArray();
                 state.Flops[i] += flops.Attention(state.N[i]);

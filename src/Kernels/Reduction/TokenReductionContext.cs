@@ -12,12 +12,34 @@ public enum ScoreScale
     RelativeToMean,
 }
 
-/// <summary>RCTP's threshold rule as a thresholds file states it: what the thresholds compare with, and whether dropped tokens are fused.</summary>
-public readonly record struct ThresholdRule(ScoreScale Scale = ScoreScale.Raw, bool FuseDropped = false)
+/// <summary>How the per-head class attention of a token becomes the one score a threshold is compared with.</summary>
+public enum HeadPooling
+{
+    /// <summary>The mean over heads (versions 1 and 2 of the thresholds file).</summary>
+    Mean,
+    /// <summary>The largest over heads: a token that one head attends to strongly is kept.</summary>
+    Max,
+}
+
+/// <summary>
+/// RCTP's threshold rule as a thresholds file states it: what the thresholds compare with (scale and head pooling),
+/// and whether dropped tokens are fused. <paramref name="FusedSizeCap"/> &gt; 0 caps the size the fused token's
+/// proportional attention sees (log(min(size, cap)) is added to its logit; 0 = uncapped, log(size)).
+/// </summary>
+public readonly record struct ThresholdRule(ScoreScale Scale = ScoreScale.Raw, bool FuseDropped = false, HeadPooling Heads = HeadPooling.Mean, float FusedSizeCap = 0)
 {
     /// <summary>Version-1 files: raw class attention, dropped tokens are gone.</summary>
     public static ThresholdRule Raw => default;
-    public override string ToString() => $"{(Scale == ScoreScale.Raw ? "raw" : "relative")} class attention{(FuseDropped ? ", dropped tokens fused" : "")}";
+
+    /// <summary>True when the rule needs version 3 of the thresholds file (head pooling or a size cap).</summary>
+    public bool NeedsVersion3 => Heads != HeadPooling.Mean || (FuseDropped && FusedSizeCap > 0);
+
+    /// <summary>The log-size proportional attention adds to a token's logit under this rule.</summary>
+    public float ProportionalSize(float size) => FusedSizeCap > 0 ? MathF.Min(size, FusedSizeCap) : size;
+
+    public override string ToString() =>
+        $"{(Scale == ScoreScale.Raw ? "raw" : "relative")} {(Heads == HeadPooling.Max ? "max-over-heads " : "")}class attention" +
+        (FuseDropped ? ", dropped tokens fused" + (FusedSizeCap > 0 ? $" (proportional size capped at {FusedSizeCap:0.###})" : "") : "");
 }
 
 /// <summary>

@@ -154,9 +154,9 @@ public class CalibratorTests
             var v1 = ThresholdFile.Load(path);
             Assert.Equal(EdgeViT.Kernels.Reduction.ThresholdRule.Raw, v1.Rule);
             Assert.Equal(report.File.Sets[0].Thresholds, v1.Sets[0].Thresholds);
-            node["version"] = 3;
+            node["version"] = 4;
             File.WriteAllText(path, node.ToJsonString());
-            Assert.Contains("version 3 is not supported (this build reads versions 1..2", Assert.Throws<ModelFormatException>(() => ThresholdFile.Load(path)).Message);
+            Assert.Contains("version 4 is not supported (this build reads versions 1..3", Assert.Throws<ModelFormatException>(() => ThresholdFile.Load(path)).Message);
 
             File.WriteAllText(path, "{\"format\":\"something-else\"}");
             Assert.Contains("not an EdgeViT thresholds file", Assert.Throws<ModelFormatException>(() => ThresholdFile.Load(path)).Message);

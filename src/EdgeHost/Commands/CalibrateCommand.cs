@@ -79,6 +79,12 @@ public static class CalibrateCommand
             DefaultValueFactory = _ => 0,
             HelpName = "C",
         };
+        var memory = new Option<double>("--score-memory")
+        {
+            Description = "m in [0, 1): threshold a running mean of each token's class attention over the blocks so far (s = m s_prev + (1 - m) a); 0 (default): this block's alone.",
+            DefaultValueFactory = _ => 0,
+            HelpName = "M",
+        };
         var augment = new Option<string>("--augment")
         {
             Description = "flip: calibrate on every image and its mirror image (twice the statistics and the time); none (default).",
@@ -119,7 +125,7 @@ public static class CalibrateCommand
         precision.Description = "Engine the thresholds are fitted on: fp32 (default) or int8; the file records it and predict/eval/bench/run refuse it for the other.";
         var command = new Command("calibrate", "RCTP: calibrate class-attention thresholds for every FLOPs budget on a grid.")
         {
-            model, images, synsets, output, limit, split, candidates, keepBins, budgets, fisherAt, score, fuse, heads, sizeCap, augment, firstPrune, maxDrop, depthWeights, select, pseudo, workers, simd, json, precision,
+            model, images, synsets, output, limit, split, candidates, keepBins, budgets, fisherAt, score, fuse, heads, sizeCap, memory, augment, firstPrune, maxDrop, depthWeights, select, pseudo, workers, simd, json, precision,
         };
         command.SetAction(parse => Run(stdout, parse.InvocationConfiguration.Error, new CalibrateArgs(
             parse.GetRequiredValue(model), parse.GetRequiredValue(images), parse.GetValue(synsets), parse.GetRequiredValue(output),
@@ -129,7 +135,7 @@ public static class CalibrateCommand
             FisherSite = parse.GetValue(fisherAt) == "msa" ? FisherSite.MsaOutput : FisherSite.TokenState,
             Precision = new PrecisionOptions.Choice(parse.GetValue(precision), null),
             Rule = new ThresholdRule(parse.GetValue(score) == "raw" ? ScoreScale.Raw : ScoreScale.RelativeToMean, parse.GetValue(fuse) == "on",
-                parse.GetValue(heads) == "max" ? HeadPooling.Max : HeadPooling.Mean, (float)parse.GetValue(sizeCap)),
+                parse.GetValue(heads) == "max" ? HeadPooling.Max : HeadPooling.Mean, (float)parse.GetValue(sizeCap), (float)parse.GetValue(memory)),
             MirrorAugment = parse.GetValue(augment) == "flip",
             KeepBins = parse.GetValue(keepBins),
             Constraints = new PlanConstraints(parse.GetValue(firstPrune)),
@@ -176,6 +182,7 @@ public static class CalibrateCommand
         double[] depthWeights = ParseList("--depth-weights", a.DepthWeights, v => v > 0 && !double.IsInfinity(v), "a positive number (e.g. 1 or 0.5,1,2)");
         double[] maxDrops = ParseList("--max-drop", a.MaxDrops, v => v > 0 && v <= 1, "a fraction in (0, 1] (e.g. 1 or 0.3,1)");
         if (!(a.Rule.FusedSizeCap >= 0) || float.IsInfinity(a.Rule.FusedSizeCap)) throw new UsageException($"--fused-size-cap: '{a.Rule.FusedSizeCap}' is not a number >= 0");
+        if (!(a.Rule.ScoreMemory >= 0 && a.Rule.ScoreMemory < 1)) throw new UsageException($"--score-memory: '{a.Rule.ScoreMemory}' is not in [0, 1)");
         if (a.Rule.FusedSizeCap > 0 && !a.Rule.FuseDropped) throw new UsageException("--fused-size-cap needs --fuse on");
         if (!a.PseudoLabels && a.Synsets is null) throw new UsageException("calibrate needs --synsets FILE for labels, or --pseudo-labels");
         string? outDir = Path.GetDirectoryName(Path.GetFullPath(a.Out));

@@ -24,7 +24,8 @@ public sealed unsafe partial class VitEngine
     /// <param name="proportional">ToMe's proportional attention: log(token size) is added to every key's logit.</param>
     /// <param name="probabilities">when not null, every head's softmax rows are copied there [head][query][key].</param>
     /// <param name="rule">RCTP's rule: how heads pool into the class score, and the cap on the size proportional attention sees.</param>
-    private void Attention(int n, bool proportional = false, float* probabilities = null, ThresholdRule rule = default)
+    /// <param name="firstBlock">block 0: the running score (rule.ScoreMemory) starts at this block's score.</param>
+    private void Attention(int n, bool proportional = false, float* probabilities = null, ThresholdRule rule = default, bool firstBlock = false)
     {
         var c = Config;
         float scale = 1f / MathF.Sqrt(c.HeadDim);
@@ -55,6 +56,10 @@ public sealed unsafe partial class VitEngine
             }
             _ws.ClassScore[t] = max ? s : s * inv;
         }
+        float m = rule.ScoreMemory;
+        if (m > 0) // running mean over blocks: the token's earlier score carries weight m
+            for (int t = 0; t < n; t++)
+                _ws.ClassScore[t] = _ws.RunningScore[t] = firstBlock ? _ws.ClassScore[t] : m * _ws.RunningScore[t] + (1 - m) * _ws.ClassScore[t];
     }
 
     private static void PackHead(void* ctx, int task, int worker)

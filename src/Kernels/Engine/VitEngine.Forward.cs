@@ -89,7 +89,7 @@ public sealed unsafe partial class VitEngine
         else _blocks = weights.Blocks.Select(b => new PackedBlock(b, Simd)).ToArray();
         _pool = new WorkerPool(Options.Threads);
         _ws = new Workspace(c, Simd, Options.Threads);
-        _reduction = new TokenReductionContext(c, Simd, _ws.X, _ws.Qkv, _ws.ClassScore, _ws.ClassAttention, _ws.Sizes, _ws.TokenIds);
+        _reduction = new TokenReductionContext(c, Simd, _ws.X, _ws.Qkv, _ws.ClassScore, _ws.ClassAttention, _ws.Sizes, _ws.TokenIds, _ws.RunningScore);
     }
 
     /// <summary>Dense forward pass. <paramref name="imageChw"/>: normalised [3, H, W]; writes Classes logits.</summary>
@@ -206,7 +206,7 @@ public sealed unsafe partial class VitEngine
         Lap(ForwardStage.LayerNorm, ref t);
         blk.Qkv.Apply(_ws.Xn, d, n, _ws.Qkv, 3 * d, pool: _pool);
         Lap(ForwardStage.Qkv, ref t);
-        Attention(n, proportional, probabilities, rule);
+        Attention(n, proportional, probabilities, rule, firstBlock: l == 0);
         Lap(ForwardStage.Attention, ref t);
         blk.Proj.Apply(_ws.AttnOut, d, n, _ws.X, d, accumulate: true, pool: _pool);
         Lap(ForwardStage.Proj, ref t);
@@ -256,18 +256,20 @@ public sealed unsafe partial class VitEngine
     internal float* ClassScores => _ws.ClassScore;
 
     /// <summary>Saves or restores the residual stream and token ids of the image in flight (n rows).</summary>
-    internal void SaveState(int n, Span<float> x, Span<int> ids, Span<float> sizes = default)
+    internal void SaveState(int n, Span<float> x, Span<int> ids, Span<float> sizes = default, Span<float> running = default)
     {
         new ReadOnlySpan<float>(_ws.X, n * Config.EmbedDim).CopyTo(x);
         new ReadOnlySpan<int>(_ws.TokenIds, n).CopyTo(ids);
         if (!sizes.IsEmpty) new ReadOnlySpan<float>(_ws.Sizes, n).CopyTo(sizes);
+        if (!running.IsEmpty) new ReadOnlySpan<float>(_ws.RunningScore, n).CopyTo(running);
     }
 
     internal void LoadClassScores(ReadOnlySpan<float> scores) => scores.CopyTo(new Span<float>(_ws.ClassScore, scores.Length));
 
-    /// <summary>Restores a saved state; without sizes every token is one patch.</summary>
-    internal void LoadState(int n, ReadOnlySpan<float> x, ReadOnlySpan<int> ids, ReadOnlySpan<float> sizes = default)
+    /// <summary>Restores a saved state; without sizes every token is one patch; running scores (<see cref="ThresholdRule.ScoreMemory"/>) when given.</summary>
+    internal void LoadState(int n, ReadOnlySpan<float> x, ReadOnlySpan<int> ids, ReadOnlySpan<float> sizes = default, ReadOnlySpan<float> running = default)
     {
+        if (!running.IsEmpty) running[..n].CopyTo(new Span<float>(_ws.RunningScore, n));
         x[..(n * Config.EmbedDim)].CopyTo(new Span<float>(_ws.X, n * Config.EmbedDim));
         ids[..n].CopyTo(new Span<int>(_ws.TokenIds, n));
         if (sizes.IsEmpty) new Span<float>(_ws.Sizes, n).Fill(1f);

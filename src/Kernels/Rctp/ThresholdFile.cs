@@ -44,7 +44,7 @@ public sealed class ThresholdFile
     public const string Format = "edgevit-rctp-thresholds";
     /// <summary>
     /// 2 adds "precision" (the engine the thresholds were fitted on) and "rule" (what a threshold is compared with); version-1 files load as fp32, raw.
-    /// 3 adds rule.heads (mean or max over heads) and rule.fused_size_cap; a file is written as version 3 only when its rule
+    /// 3 adds rule.heads (mean or max over heads), rule.fused_size_cap and rule.score_memory; a file is written as version 3 only when its rule
     /// uses them (so an older build refuses it instead of applying the thresholds to the wrong score), else as version 2.
     /// </summary>
     public const int Version = 3;
@@ -140,6 +140,7 @@ public sealed class ThresholdFile
         {
             o["heads"] = rule.Heads == HeadPooling.Max ? "max" : "mean";
             o["fused_size_cap"] = rule.FusedSizeCap;
+            o["score_memory"] = rule.ScoreMemory;
         }
         return o;
     }
@@ -170,7 +171,8 @@ public sealed class ThresholdFile
                 }, (bool?)root["rule"]?["fused_token"] ?? false);
             if (version >= 3)
             {
-                float cap = (float?)root["rule"]?["fused_size_cap"] ?? 0;
+                float cap = (float?)root["rule"]?["fused_size_cap"] ?? 0, memory = (float?)root["rule"]?["score_memory"] ?? 0;
+                if (!(memory >= 0 && memory < 1)) throw new ModelFormatException($"{file}: rule.score_memory must be in [0, 1)");
                 if (!(cap >= 0) || float.IsInfinity(cap)) throw new ModelFormatException($"{file}: rule.fused_size_cap must be a number >= 0 (0 = uncapped)");
                 rule = rule with
                 {
@@ -181,6 +183,7 @@ public sealed class ThresholdFile
                         var other => throw new ModelFormatException($"{file}: unknown rule.heads '{other}' (expected 'mean' or 'max')"),
                     },
                     FusedSizeCap = cap,
+                    ScoreMemory = memory,
                 };
             }
             var model = root["model"] ?? throw new ModelFormatException($"{file}: missing 'model'");

@@ -26,19 +26,22 @@ public enum HeadPooling
 /// and whether dropped tokens are fused. <paramref name="FusedSizeCap"/> &gt; 0 caps the size the fused token's
 /// proportional attention sees (log(min(size, cap)) is added to its logit; 0 = uncapped, log(size)).
 /// </summary>
-public readonly record struct ThresholdRule(ScoreScale Scale = ScoreScale.Raw, bool FuseDropped = false, HeadPooling Heads = HeadPooling.Mean, float FusedSizeCap = 0)
+/// <paramref name="ScoreMemory"/> m in [0, 1): the score at block l is the running mean s_l = m s_(l-1) + (1 - m) a_l of the
+/// token's class attention over the blocks so far (s_0 = a_0), so one block's noisy attention alone does not drop a token; 0 = a_l.
+public readonly record struct ThresholdRule(ScoreScale Scale = ScoreScale.Raw, bool FuseDropped = false, HeadPooling Heads = HeadPooling.Mean, float FusedSizeCap = 0, float ScoreMemory = 0)
 {
     /// <summary>Version-1 files: raw class attention, dropped tokens are gone.</summary>
     public static ThresholdRule Raw => default;
 
     /// <summary>True when the rule needs version 3 of the thresholds file (head pooling or a size cap).</summary>
-    public bool NeedsVersion3 => Heads != HeadPooling.Mean || (FuseDropped && FusedSizeCap > 0);
+    public bool NeedsVersion3 => Heads != HeadPooling.Mean || (FuseDropped && FusedSizeCap > 0) || ScoreMemory > 0;
 
     /// <summary>The log-size proportional attention adds to a token's logit under this rule.</summary>
     public float ProportionalSize(float size) => FusedSizeCap > 0 ? MathF.Min(size, FusedSizeCap) : size;
 
     public override string ToString() =>
         $"{(Scale == ScoreScale.Raw ? "raw" : "relative")} {(Heads == HeadPooling.Max ? "max-over-heads " : "")}class attention" +
+        (ScoreMemory > 0 ? $", running mean over blocks (memory {ScoreMemory:0.###})" : "") +
         (FuseDropped ? ", dropped tokens fused" + (FusedSizeCap > 0 ? $" (proportional size capped at {FusedSizeCap:0.###})" : "") : "");
 }
 
@@ -50,11 +53,12 @@ public readonly record struct ThresholdRule(ScoreScale Scale = ScoreScale.Raw, b
 public sealed unsafe class TokenReductionContext
 {
     internal TokenReductionContext(VitConfig config, SimdLevel simd, float* x, float* qkv, float* classScore,
-        float* classAttentionPerHead, float* sizes, int* tokenIds)
+        float* classAttentionPerHead, float* sizes, int* tokenIds, float* runningScore)
     {
         Config = config;
         Simd = simd;
         X = x; Qkv = qkv; ClassScore = classScore; ClassAttentionPerHead = classAttentionPerHead; Sizes = sizes; TokenIds = tokenIds;
+        RunningScore = runningScore;
         _fuseAcc = new double[2 * config.EmbedDim];
     }
 
@@ -84,6 +88,8 @@ public sealed unsafe class TokenReductionContext
     public readonly float* Sizes;
     /// <summary>[Count] original index of each token (0 = CLS; a merged token keeps its destination's id; -1: a token a policy created).</summary>
     public readonly int* TokenIds;
+    /// <summary>[Count] each token's running-mean class score (<see cref="ThresholdRule.ScoreMemory"/>), moved with the token.</summary>
+    internal readonly float* RunningScore;
 
     /// <summary>[Heads x MaxTokens x ProbabilityStride] softmax rows of every head; only with <see cref="ReductionNeeds.AttentionProbabilities"/>.</summary>
     public float* AttentionProbabilities { get; internal set; }
@@ -149,6 +155,7 @@ public sealed unsafe class TokenReductionContext
         else for (int j = 0; j < d; j++) row[j] = (float)(_fuseAcc[d + j] / size);
         TokenIds[kept] = FusedId;
         Sizes[kept] = (float)size;
+        RunningScore[kept] = 0; // never judged, so its running score is never read
         return kept + 1;
     }
 
@@ -184,5 +191,6 @@ public sealed unsafe class TokenReductionContext
         new ReadOnlySpan<float>(X + (long)from * d, d).CopyTo(new Span<float>(X + (long)to * d, d));
         TokenIds[to] = TokenIds[from];
         Sizes[to] = Sizes[from];
+        RunningScore[to] = RunningScore[from];
     }
 }

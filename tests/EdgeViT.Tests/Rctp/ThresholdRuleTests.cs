@@ -196,11 +196,13 @@ public unsafe class ThresholdRuleTests
     [InlineData(ScoreScale.Raw, false)]
     [InlineData(ScoreScale.RelativeToMean, false)]
     [InlineData(ScoreScale.RelativeToMean, true)]
-    public void SharingPrefixesAcrossPlansGivesExactlyWhatFittingEachPlanAloneGives(ScoreScale scale, bool fuse)
+    [InlineData(ScoreScale.Raw, false, 0.5f)]
+    [InlineData(ScoreScale.Raw, true, 0.6f)]
+    public void SharingPrefixesAcrossPlansGivesExactlyWhatFittingEachPlanAloneGives(ScoreScale scale, bool fuse, float memory = 0)
     {
         var w = VitWeights.Random(Config, seed: 13);
         var imgs = Enumerable.Range(0, 10).Select(i => Reduction.ReducerHookTests.RandomImage(Config, 60 + i)).ToArray();
-        using var fitter = new ThresholdFitter(w, workers: 2, imgs.Length, rule: new ThresholdRule(scale, fuse));
+        using var fitter = new ThresholdFitter(w, workers: 2, imgs.Length, rule: new ThresholdRule(scale, fuse, ScoreMemory: memory));
         for (int i = 0; i < imgs.Length; i++) fitter.AddImage(i % 2, i, imgs[i]);
         // Plans sharing 0, 2 and 4 leading blocks, and one duplicate.
         double[][] plans =
@@ -222,7 +224,7 @@ public unsafe class ThresholdRuleTests
         // And the thresholds replayed through the production path reproduce the fit's FLOPs.
         using var engine = new VitEngine(w);
         var logits = new float[Config.Classes];
-        double replay = imgs.Average(x => (double)engine.Infer(x, logits, shared[1].Thresholds, new ThresholdRule(scale, fuse)).MultiplyAdds);
+        double replay = imgs.Average(x => (double)engine.Infer(x, logits, shared[1].Thresholds, new ThresholdRule(scale, fuse, ScoreMemory: memory)).MultiplyAdds);
         Assert.Equal(shared[1].MeasuredFlops, replay, 3);
     }
     /// <summary>Block l's CLS softmax per head, from this block's q and k rows in double precision ([head][key]).</summary>
@@ -389,6 +391,7 @@ public unsafe class ThresholdRuleTests
             {
                 (ThresholdRule.Raw, 2), (new ThresholdRule(FuseDropped: true), 2), (new ThresholdRule(Heads: HeadPooling.Max), 3),
                 (new ThresholdRule(ScoreScale.RelativeToMean, true, HeadPooling.Mean, 8f), 3), (new ThresholdRule(ScoreScale.Raw, true, HeadPooling.Max, 2.5f), 3),
+                (new ThresholdRule(ScoreMemory: 0.5f), 3),
             })
             {
                 var file = new ThresholdFile
@@ -414,5 +417,54 @@ public unsafe class ThresholdRuleTests
             Assert.Contains("fused_size_cap", Assert.Throws<ModelFormatException>(() => ThresholdFile.Load(path)).Message);
         }
         finally { File.Delete(path); }
+    }
+    /// <summary>Tracks each token's running score in double precision from the reference class attention, and checks the engine's.</summary>
+    private sealed class RunningScoreReference(float[] thresholds, ThresholdRule rule) : ITokenReducer
+    {
+        private readonly Dictionary<int, double> _running = new();
+        public int Checked, Dropped;
+        public string Name => "running-check";
+        public ReductionNeeds Needs => ReductionNeeds.None;
+        public ThresholdRule AttentionRule => rule;
+        public void BeginImage(TokenReductionContext c) => _running.Clear();
+        public int Reduce(int block, TokenReductionContext c)
+        {
+            var a = ReferenceClassAttention(c, _ => 0);
+            double m = rule.ScoreMemory;
+            for (int t = c.PrefixTokens; t < c.Count; t++)
+            {
+                double now = a.Average(row => row[t]);
+                int id = c.TokenIds[t];
+                double r = block == 0 ? now : m * _running[id] + (1 - m) * now;
+                _running[id] = r;
+                Assert.Equal(r, c.ClassScore[t], 2e-6);
+                Checked++;
+            }
+            int kept = c.KeepAbove(thresholds[block], rule);
+            Dropped += c.Count - kept;
+            return kept;
+        }
+    }
+
+    [Fact]
+    public void RunningMeanScoreFollowsEachTokenAcrossBlocksAndCompactionInDoublePrecision()
+    {
+        var w = VitWeights.Random(Config, seed: 18);
+        using var engine = new VitEngine(w);
+        var logits = new float[Config.Classes];
+        var rule = new ThresholdRule(ScoreMemory: 0.6f);
+        float[] thresholds = [float.NegativeInfinity, 0.014f, 0.016f, 0.017f, 0.018f, 0.02f];
+        var checker = new RunningScoreReference(thresholds, rule);
+        for (int i = 0; i < 3; i++) engine.Infer(Reduction.ReducerHookTests.RandomImage(Config, 140 + i), logits, checker);
+        Assert.True(checker.Dropped > 0, "the thresholds should prune something, so the running scores must follow compaction");
+
+        var img = Reduction.ReducerHookTests.RandomImage(Config, 150);
+        var a = new float[Config.Classes];
+        var b = new float[Config.Classes];
+        var ta = engine.Infer(img, a, thresholds, rule).TokensPerBlock.ToArray();
+        var tb = engine.Infer(img, b, new ThresholdPruning(Config, thresholds, rule: rule)).TokensPerBlock.ToArray();
+        Assert.Equal(a, b);
+        Assert.Equal(ta, tb);
+        Assert.NotEqual(engine.Infer(img, b, thresholds).TokensPerBlock.ToArray(), ta); // memory changes what is kept
     }
 }

@@ -68,11 +68,11 @@ public static class CalibrateCommand
         fuse.AcceptOnlyFromAmong("on", "off");
         var heads = new Option<string>("--heads")
         {
-            Description = "How the heads' class attention pools into a token's score: mean (default) or max.",
+            Description = "How the heads' class attention pools into a token's score: mean (default), max, or mean-without-cls (each head renormalised over the non-CLS tokens first).",
             DefaultValueFactory = _ => "mean",
-            HelpName = "mean|max",
+            HelpName = "mean|max|mean-without-cls",
         };
-        heads.AcceptOnlyFromAmong("mean", "max");
+        heads.AcceptOnlyFromAmong("mean", "max", "mean-without-cls");
         var sizeCap = new Option<double>("--fused-size-cap")
         {
             Description = "With --fuse on: the fused token's proportional attention adds log(min(size, C)) to its logit; 0 (default) = log(size), uncapped; 1 = no proportional attention.",
@@ -135,7 +135,7 @@ public static class CalibrateCommand
             FisherSite = parse.GetValue(fisherAt) == "msa" ? FisherSite.MsaOutput : FisherSite.TokenState,
             Precision = new PrecisionOptions.Choice(parse.GetValue(precision), null),
             Rule = new ThresholdRule(parse.GetValue(score) == "raw" ? ScoreScale.Raw : ScoreScale.RelativeToMean, parse.GetValue(fuse) == "on",
-                parse.GetValue(heads) == "max" ? HeadPooling.Max : HeadPooling.Mean, (float)parse.GetValue(sizeCap), (float)parse.GetValue(memory)),
+                parse.GetValue(heads) switch { "max" => HeadPooling.Max, "mean-without-cls" => HeadPooling.MeanWithoutPrefix, _ => HeadPooling.Mean }, (float)parse.GetValue(sizeCap), (float)parse.GetValue(memory)),
             MirrorAugment = parse.GetValue(augment) == "flip",
             KeepBins = parse.GetValue(keepBins),
             Constraints = new PlanConstraints(parse.GetValue(firstPrune)),

@@ -45,16 +45,23 @@ public sealed unsafe partial class VitEngine
 
         // Head-averaged (or max-over-heads) class attention: the score RCTP's thresholds are compared with.
         float inv = 1f / c.Heads;
-        bool max = rule.Heads == HeadPooling.Max;
+        var pooling = rule.Heads;
+        Span<float> headWeight = stackalloc float[pooling == HeadPooling.MeanWithoutPrefix ? c.Heads : 0];
+        for (int h = 0; h < headWeight.Length; h++)
+        {
+            float prefix = 0; // what a head leaves for the non-prefix tokens is 1 - its prefix attention
+            for (int p = 0; p < c.PrefixTokens; p++) prefix += _ws.ClassAttention[h * c.Tokens + p];
+            headWeight[h] = 1 / MathF.Max(1 - prefix, 1e-20f);
+        }
         for (int t = 0; t < n; t++)
         {
-            float s = max ? float.NegativeInfinity : 0;
+            float s = pooling == HeadPooling.Max ? float.NegativeInfinity : 0;
             for (int h = 0; h < c.Heads; h++)
             {
                 float a = _ws.ClassAttention[h * c.Tokens + t];
-                s = max ? MathF.Max(s, a) : s + a;
+                s = pooling switch { HeadPooling.Max => MathF.Max(s, a), HeadPooling.MeanWithoutPrefix => s + a * headWeight[h], _ => s + a };
             }
-            _ws.ClassScore[t] = max ? s : s * inv;
+            _ws.ClassScore[t] = pooling == HeadPooling.Max ? s : s * inv;
         }
         float m = rule.ScoreMemory;
         if (m > 0) // running mean over blocks: the token's earlier score carries weight m

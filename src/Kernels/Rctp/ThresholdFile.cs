@@ -138,7 +138,7 @@ public sealed class ThresholdFile
         var o = new JsonObject { ["score"] = rule.Scale == ScoreScale.RelativeToMean ? RelativeName : RawName, ["fused_token"] = rule.FuseDropped };
         if (rule.NeedsVersion3)
         {
-            o["heads"] = rule.Heads == HeadPooling.Max ? "max" : "mean";
+            o["heads"] = rule.Heads switch { HeadPooling.Max => "max", HeadPooling.MeanWithoutPrefix => "mean_without_prefix", _ => "mean" };
             o["fused_size_cap"] = rule.FusedSizeCap;
             o["score_memory"] = rule.ScoreMemory;
         }
@@ -180,7 +180,8 @@ public sealed class ThresholdFile
                     {
                         null or "mean" => HeadPooling.Mean,
                         "max" => HeadPooling.Max,
-                        var other => throw new ModelFormatException($"{file}: unknown rule.heads '{other}' (expected 'mean' or 'max')"),
+                        "mean_without_prefix" => HeadPooling.MeanWithoutPrefix,
+                        var other => throw new ModelFormatException($"{file}: unknown rule.heads '{other}' (expected 'mean', 'max' or 'mean_without_prefix')"),
                     },
                     FusedSizeCap = cap,
                     ScoreMemory = memory,

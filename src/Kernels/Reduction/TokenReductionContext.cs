@@ -19,6 +19,8 @@ public enum HeadPooling
     Mean,
     /// <summary>The largest over heads: a token that one head attends to strongly is kept.</summary>
     Max,
+    /// <summary>The mean over heads of each head's attention renormalised without the prefix (a / (1 - a_prefix)): a head whose CLS mostly attends to itself counts as much as the others.</summary>
+    MeanWithoutPrefix,
 }
 
 /// <summary>
@@ -40,7 +42,7 @@ public readonly record struct ThresholdRule(ScoreScale Scale = ScoreScale.Raw, b
     public float ProportionalSize(float size) => FusedSizeCap > 0 ? MathF.Min(size, FusedSizeCap) : size;
 
     public override string ToString() =>
-        $"{(Scale == ScoreScale.Raw ? "raw" : "relative")} {(Heads == HeadPooling.Max ? "max-over-heads " : "")}class attention" +
+        $"{(Scale == ScoreScale.Raw ? "raw" : "relative")} {Heads switch { HeadPooling.Max => "max-over-heads ", HeadPooling.MeanWithoutPrefix => "prefix-excluded ", _ => "" }}class attention" +
         (ScoreMemory > 0 ? $", running mean over blocks (memory {ScoreMemory:0.###})" : "") +
         (FuseDropped ? ", dropped tokens fused" + (FusedSizeCap > 0 ? $" (proportional size capped at {FusedSizeCap:0.###})" : "") : "");
 }

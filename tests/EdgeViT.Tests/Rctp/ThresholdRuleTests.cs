@@ -251,10 +251,10 @@ public unsafe class ThresholdRuleTests
     }
 
     /// <summary>Checks the max-over-heads score against the double-precision CLS softmax, then applies the rule.</summary>
-    private sealed class MaxHeadsReference(float[] thresholds) : ITokenReducer
+    private sealed class PoolingReference(float[] thresholds, HeadPooling pooling) : ITokenReducer
     {
         public int Checked, Dropped, ArgmaxNotMean;
-        public readonly ThresholdRule Rule = new(Heads: HeadPooling.Max);
+        public readonly ThresholdRule Rule = new(Heads: pooling);
         public string Name => "max-heads-check";
         public ReductionNeeds Needs => ReductionNeeds.None;
         public ThresholdRule AttentionRule => Rule;
@@ -264,9 +264,14 @@ public unsafe class ThresholdRuleTests
             var expected = new List<int>();
             for (int t = 0; t < c.Count; t++)
             {
-                double max = a.Max(row => row[t]), mean = a.Average(row => row[t]);
-                if (t >= c.PrefixTokens) Assert.Equal(max, c.ClassScore[t], 2e-6);
-                if (Math.Abs(max - mean) > 1e-3) ArgmaxNotMean++;
+                double mean = a.Average(row => row[t]), expect = pooling switch
+                {
+                    HeadPooling.Max => a.Max(row => row[t]),
+                    HeadPooling.MeanWithoutPrefix => a.Average(row => row[t] / (1 - row.Take(c.PrefixTokens).Sum())),
+                    _ => mean,
+                };
+                if (t >= c.PrefixTokens) Assert.Equal(expect, c.ClassScore[t], 2e-6);
+                if (Math.Abs(expect - mean) > 1e-3) ArgmaxNotMean++;
                 // Ties within float rounding of the cut are the reference's to lose: compare only clear cases.
                 if (t < c.PrefixTokens || c.ClassScore[t] > thresholds[block]) expected.Add(c.TokenIds[t]);
             }
@@ -278,18 +283,20 @@ public unsafe class ThresholdRuleTests
         }
     }
 
-    [Fact]
-    public void MaxOverHeadsScoreIsTheLargestHeadsClassAttentionInDoublePrecisionAndBothPathsAgree()
+    [Theory]
+    [InlineData(HeadPooling.Max)]
+    [InlineData(HeadPooling.MeanWithoutPrefix)]
+    public void PooledScoresMatchADoublePrecisionReferenceAndBothPathsAgree(HeadPooling pooling)
     {
         var w = VitWeights.Random(Config, seed: 15);
         using var engine = new VitEngine(w);
         var logits = new float[Config.Classes];
         float[] thresholds = [0.02f, 0.025f, 0.02f, 0.03f, 0.025f, 0.02f]; // uniform attention is 1/65 = 0.0154
-        var checker = new MaxHeadsReference(thresholds);
+        var checker = new PoolingReference(thresholds, pooling);
         for (int i = 0; i < 4; i++) engine.Infer(Reduction.ReducerHookTests.RandomImage(Config, 100 + i), logits, checker);
         Assert.Equal(4 * Config.Depth, checker.Checked);
         Assert.True(checker.Dropped > 0, "the thresholds should prune something");
-        Assert.True(checker.ArgmaxNotMean > 0, "max and mean over heads never differed: the test could not tell them apart");
+        Assert.True(checker.ArgmaxNotMean > 0, "the pooling never differed from the mean: the test could not tell them apart");
 
         // The production path is the reducer path bit for bit, and max pooling prunes differently from the mean.
         var img = Reduction.ReducerHookTests.RandomImage(Config, 110);
@@ -299,34 +306,32 @@ public unsafe class ThresholdRuleTests
         var tb = engine.Infer(img, b, new ThresholdPruning(Config, thresholds, rule: checker.Rule)).TokensPerBlock.ToArray();
         Assert.Equal(a, b);
         Assert.Equal(ta, tb);
-        var tm = engine.Infer(img, b, thresholds).TokensPerBlock.ToArray();
-        Assert.NotEqual(tm, ta);
+        string Kept(ForwardStats st) => string.Join("|", Enumerable.Range(0, Config.Depth).Select(l => string.Join(",", st.KeptTokenIds.Skip(l * Config.Tokens).Take(st.TokensPerBlock[l]))));
+        float[] near = [0.0154f, 0.0154f, 0.0154f, 0.0154f, 0.0154f, 0.0154f]; // about uniform attention: prunes some, not all
+        string keptPooled = Kept(engine.Infer(img, a, near, checker.Rule)), keptMean = Kept(engine.Infer(img, b, near));
+        Assert.NotEqual(keptMean, keptPooled); // the pooling changes which tokens are kept
 
-        // Calibration ranks tokens by the same score: the probe's dense scores are the max over heads too.
-        using var probe = new FisherProbe(w, heads: HeadPooling.Max);
+        // Calibration ranks tokens by the same score: the probe's dense scores are pooled the same way.
+        using var probe = new FisherProbe(w, heads: pooling);
         var stats = new TokenStatistics(Config.Depth, Config.Patches);
         probe.Measure(img, 1, stats);
-        var dense = new DenseRecorder(Config);
+        var dense = new DenseRecorder(Config, checker.Rule);
         engine.Infer(img, a, dense);
         for (int l = 0; l < Config.Depth; l++)
             for (int p = 0; p < Config.Patches; p++)
-                Assert.Equal(dense.MaxOverHeads[l][p + Config.PrefixTokens], stats.Scores[l * Config.Patches + p]);
+                Assert.Equal(dense.Scores[l][p + Config.PrefixTokens], stats.Scores[l * Config.Patches + p]);
     }
 
-    /// <summary>Keeps every token and records, per block, the largest head's class attention of each token.</summary>
-    private sealed class DenseRecorder(VitConfig config) : ITokenReducer
+    /// <summary>Keeps every token and records, per block, each token's pooled class score under a rule.</summary>
+    private sealed class DenseRecorder(VitConfig config, ThresholdRule rule) : ITokenReducer
     {
-        public readonly float[][] MaxOverHeads = Enumerable.Range(0, config.Depth).Select(_ => new float[config.Tokens]).ToArray();
+        public readonly float[][] Scores = Enumerable.Range(0, config.Depth).Select(_ => new float[config.Tokens]).ToArray();
         public string Name => "record";
         public ReductionNeeds Needs => ReductionNeeds.None;
+        public ThresholdRule AttentionRule => rule;
         public int Reduce(int block, TokenReductionContext c)
         {
-            for (int t = 0; t < c.Count; t++)
-            {
-                float m = float.NegativeInfinity;
-                for (int h = 0; h < c.Heads; h++) m = MathF.Max(m, c.ClassAttentionPerHead[h * c.MaxTokens + t]);
-                MaxOverHeads[block][t] = m;
-            }
+            new ReadOnlySpan<float>(c.ClassScore, c.Count).CopyTo(Scores[block]);
             return c.Count;
         }
     }
@@ -391,7 +396,7 @@ public unsafe class ThresholdRuleTests
             {
                 (ThresholdRule.Raw, 2), (new ThresholdRule(FuseDropped: true), 2), (new ThresholdRule(Heads: HeadPooling.Max), 3),
                 (new ThresholdRule(ScoreScale.RelativeToMean, true, HeadPooling.Mean, 8f), 3), (new ThresholdRule(ScoreScale.Raw, true, HeadPooling.Max, 2.5f), 3),
-                (new ThresholdRule(ScoreMemory: 0.5f), 3),
+                (new ThresholdRule(ScoreMemory: 0.5f), 3), (new ThresholdRule(Heads: HeadPooling.MeanWithoutPrefix), 3),
             })
             {
                 var file = new ThresholdFile

@@ -61,8 +61,8 @@ public static class CalibrateCommand
         score.AcceptOnlyFromAmong("relative", "raw");
         var fuse = new Option<string>("--fuse")
         {
-            Description = "on: tokens under the threshold are averaged (weighted by class attention) into one extra token with proportional attention; off (default; on lost accuracy at 0.5-0.6, bench/RESULTS.md §5): they are dropped.",
-            DefaultValueFactory = _ => "off",
+            Description = "on (default): tokens under the threshold are averaged (weighted by class attention) into one extra token with proportional attention (size capped by --fused-size-cap); off: they are dropped.",
+            DefaultValueFactory = _ => ThresholdRule.Default.FuseDropped ? "on" : "off",
             HelpName = "on|off",
         };
         fuse.AcceptOnlyFromAmong("on", "off");
@@ -75,8 +75,8 @@ public static class CalibrateCommand
         heads.AcceptOnlyFromAmong("mean", "max", "mean-without-cls");
         var sizeCap = new Option<double>("--fused-size-cap")
         {
-            Description = "With --fuse on: the fused token's proportional attention adds log(min(size, C)) to its logit; 0 (default) = log(size), uncapped; 1 = no proportional attention.",
-            DefaultValueFactory = _ => 0,
+            Description = $"With --fuse on: the fused token's proportional attention adds log(min(size, C)) to its logit (default {ThresholdRule.Default.FusedSizeCap:0.###}; 0 = log(size), uncapped, much worse at 0.5; 1 = no proportional attention).",
+            DefaultValueFactory = _ => ThresholdRule.Default.FusedSizeCap,
             HelpName = "C",
         };
         var memory = new Option<double>("--score-memory")
@@ -135,7 +135,9 @@ public static class CalibrateCommand
             FisherSite = parse.GetValue(fisherAt) == "msa" ? FisherSite.MsaOutput : FisherSite.TokenState,
             Precision = new PrecisionOptions.Choice(parse.GetValue(precision), null),
             Rule = new ThresholdRule(parse.GetValue(score) == "raw" ? ScoreScale.Raw : ScoreScale.RelativeToMean, parse.GetValue(fuse) == "on",
-                parse.GetValue(heads) switch { "max" => HeadPooling.Max, "mean-without-cls" => HeadPooling.MeanWithoutPrefix, _ => HeadPooling.Mean }, (float)parse.GetValue(sizeCap), (float)parse.GetValue(memory)),
+                parse.GetValue(heads) switch { "max" => HeadPooling.Max, "mean-without-cls" => HeadPooling.MeanWithoutPrefix, _ => HeadPooling.Mean },
+                // the default cap only means something with fusing; an explicit one without it is refused in Run
+                parse.GetValue(fuse) == "on" || parse.GetResult(sizeCap) is { Implicit: false } ? (float)parse.GetValue(sizeCap) : 0, (float)parse.GetValue(memory)),
             MirrorAugment = parse.GetValue(augment) == "flip",
             KeepBins = parse.GetValue(keepBins),
             Constraints = new PlanConstraints(parse.GetValue(firstPrune)),
@@ -151,7 +153,7 @@ public static class CalibrateCommand
     {
         public FisherSite FisherSite { get; init; } = FisherSite.TokenState;
         public PrecisionOptions.Choice Precision { get; init; } = PrecisionOptions.Choice.Fp32;
-        public ThresholdRule Rule { get; init; } = ThresholdRule.Raw;
+        public ThresholdRule Rule { get; init; } = ThresholdRule.Default;
         /// <summary>Calibrate on each image and its left-right mirror image.</summary>
         public bool MirrorAugment { get; init; }
         public int KeepBins { get; init; } = 200;

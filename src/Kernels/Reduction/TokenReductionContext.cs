@@ -35,6 +35,13 @@ public readonly record struct ThresholdRule(ScoreScale Scale = ScoreScale.Raw, b
     /// <summary>Version-1 files: raw class attention, dropped tokens are gone.</summary>
     public static ThresholdRule Raw => default;
 
+    /// <summary>
+    /// What calibration uses unless told otherwise: raw head-averaged class attention, dropped tokens fused, the fused
+    /// token's proportional attention capped at size 8. Chosen on the even/odd halves of imagenet-sample over raw and
+    /// caps 1, 4, 16 (bench/RESULTS.md §5: lower KL on both halves at every budget but one, agreement up on average).
+    /// </summary>
+    public static ThresholdRule Default => new(ScoreScale.Raw, FuseDropped: true, FusedSizeCap: 8);
+
     /// <summary>True when the rule needs version 3 of the thresholds file (head pooling or a size cap).</summary>
     public bool NeedsVersion3 => Heads != HeadPooling.Mean || (FuseDropped && FusedSizeCap > 0) || ScoreMemory > 0;
 

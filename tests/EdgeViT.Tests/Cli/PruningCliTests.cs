@@ -137,7 +137,7 @@ public class PruningCliTests
         Assert.True(e.ExitCode == 0, e.Stderr);
 
         var bad = CliHarness.Run("calibrate", "--model", Model, "--images", SharedAssets.ImagesDir, "--synsets", SharedAssets.Synsets,
-            "--fused-size-cap", "4", "--out", tmp.File("x.json"));
+            "--fuse", "off", "--fused-size-cap", "4", "--out", tmp.File("x.json"));
         CliHarness.AssertOneErrorLine(bad, "--fused-size-cap needs --fuse on");
         bad = CliHarness.Run("calibrate", "--model", Model, "--images", SharedAssets.ImagesDir, "--synsets", SharedAssets.Synsets,
             "--score-memory", "1", "--out", tmp.File("x.json"));

@@ -193,12 +193,12 @@ public unsafe class ThresholdRuleTests
     }
 
     [Theory]
-    [InlineData(ScoreScale.Raw, false)]
-    [InlineData(ScoreScale.RelativeToMean, false)]
-    [InlineData(ScoreScale.RelativeToMean, true)]
+    [InlineData(ScoreScale.Raw, false, 0f)]
+    [InlineData(ScoreScale.RelativeToMean, false, 0f)]
+    [InlineData(ScoreScale.RelativeToMean, true, 0f)]
     [InlineData(ScoreScale.Raw, false, 0.5f)]
     [InlineData(ScoreScale.Raw, true, 0.6f)]
-    public void SharingPrefixesAcrossPlansGivesExactlyWhatFittingEachPlanAloneGives(ScoreScale scale, bool fuse, float memory = 0)
+    public void SharingPrefixesAcrossPlansGivesExactlyWhatFittingEachPlanAloneGives(ScoreScale scale, bool fuse, float memory)
     {
         var w = VitWeights.Random(Config, seed: 13);
         var imgs = Enumerable.Range(0, 10).Select(i => Reduction.ReducerHookTests.RandomImage(Config, 60 + i)).ToArray();

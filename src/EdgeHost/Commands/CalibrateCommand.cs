@@ -61,11 +61,37 @@ public static class CalibrateCommand
         score.AcceptOnlyFromAmong("relative", "raw");
         var fuse = new Option<string>("--fuse")
         {
-            Description = "on: tokens under the threshold are averaged (weighted by class attention) into one extra token with proportional attention; off (default; on lost accuracy at 0.5-0.6, bench/RESULTS.md §5): they are dropped.",
-            DefaultValueFactory = _ => "off",
+            Description = "on (default): tokens under the threshold are averaged (weighted by class attention) into one extra token with proportional attention (size capped by --fused-size-cap); off: they are dropped.",
+            DefaultValueFactory = _ => ThresholdRule.Default.FuseDropped ? "on" : "off",
             HelpName = "on|off",
         };
         fuse.AcceptOnlyFromAmong("on", "off");
+        var heads = new Option<string>("--heads")
+        {
+            Description = "How the heads' class attention pools into a token's score: mean (default), max, or mean-without-cls (each head renormalised over the non-CLS tokens first).",
+            DefaultValueFactory = _ => "mean",
+            HelpName = "mean|max|mean-without-cls",
+        };
+        heads.AcceptOnlyFromAmong("mean", "max", "mean-without-cls");
+        var sizeCap = new Option<double>("--fused-size-cap")
+        {
+            Description = $"With --fuse on: the fused token's proportional attention adds log(min(size, C)) to its logit (default {ThresholdRule.Default.FusedSizeCap:0.###}; 0 = log(size), uncapped, much worse at 0.5; 1 = no proportional attention).",
+            DefaultValueFactory = _ => ThresholdRule.Default.FusedSizeCap,
+            HelpName = "C",
+        };
+        var memory = new Option<double>("--score-memory")
+        {
+            Description = "m in [0, 1): threshold a running mean of each token's class attention over the blocks so far (s = m s_prev + (1 - m) a); 0 (default): this block's alone.",
+            DefaultValueFactory = _ => 0,
+            HelpName = "M",
+        };
+        var augment = new Option<string>("--augment")
+        {
+            Description = "flip: calibrate on every image and its mirror image (twice the statistics and the time); none (default).",
+            DefaultValueFactory = _ => "none",
+            HelpName = "none|flip",
+        };
+        augment.AcceptOnlyFromAmong("none", "flip");
         var firstPrune = CommonOptions.IntInRange(new Option<int>("--first-prune-block")
         {
             Description = "Plans drop no tokens before this block (0 = anywhere; default).",
@@ -99,7 +125,7 @@ public static class CalibrateCommand
         precision.Description = "Engine the thresholds are fitted on: fp32 (default) or int8; the file records it and predict/eval/bench/run refuse it for the other.";
         var command = new Command("calibrate", "RCTP: calibrate class-attention thresholds for every FLOPs budget on a grid.")
         {
-            model, images, synsets, output, limit, split, candidates, keepBins, budgets, fisherAt, score, fuse, firstPrune, maxDrop, depthWeights, select, pseudo, workers, simd, json, precision,
+            model, images, synsets, output, limit, split, candidates, keepBins, budgets, fisherAt, score, fuse, heads, sizeCap, memory, augment, firstPrune, maxDrop, depthWeights, select, pseudo, workers, simd, json, precision,
         };
         command.SetAction(parse => Run(stdout, parse.InvocationConfiguration.Error, new CalibrateArgs(
             parse.GetRequiredValue(model), parse.GetRequiredValue(images), parse.GetValue(synsets), parse.GetRequiredValue(output),
@@ -108,7 +134,11 @@ public static class CalibrateCommand
         {
             FisherSite = parse.GetValue(fisherAt) == "msa" ? FisherSite.MsaOutput : FisherSite.TokenState,
             Precision = new PrecisionOptions.Choice(parse.GetValue(precision), null),
-            Rule = new ThresholdRule(parse.GetValue(score) == "raw" ? ScoreScale.Raw : ScoreScale.RelativeToMean, parse.GetValue(fuse) == "on"),
+            Rule = new ThresholdRule(parse.GetValue(score) == "raw" ? ScoreScale.Raw : ScoreScale.RelativeToMean, parse.GetValue(fuse) == "on",
+                parse.GetValue(heads) switch { "max" => HeadPooling.Max, "mean-without-cls" => HeadPooling.MeanWithoutPrefix, _ => HeadPooling.Mean },
+                // the default cap only means something with fusing; an explicit one without it is refused in Run
+                parse.GetValue(fuse) == "on" || parse.GetResult(sizeCap) is { Implicit: false } ? (float)parse.GetValue(sizeCap) : 0, (float)parse.GetValue(memory)),
+            MirrorAugment = parse.GetValue(augment) == "flip",
             KeepBins = parse.GetValue(keepBins),
             Constraints = new PlanConstraints(parse.GetValue(firstPrune)),
             MaxDrops = parse.GetValue(maxDrop) ?? "1",
@@ -123,7 +153,9 @@ public static class CalibrateCommand
     {
         public FisherSite FisherSite { get; init; } = FisherSite.TokenState;
         public PrecisionOptions.Choice Precision { get; init; } = PrecisionOptions.Choice.Fp32;
-        public ThresholdRule Rule { get; init; } = ThresholdRule.Raw;
+        public ThresholdRule Rule { get; init; } = ThresholdRule.Default;
+        /// <summary>Calibrate on each image and its left-right mirror image.</summary>
+        public bool MirrorAugment { get; init; }
         public int KeepBins { get; init; } = 200;
         public PlanConstraints Constraints { get; init; } = PlanConstraints.None;
         public string DepthWeights { get; init; } = "1";
@@ -151,12 +183,17 @@ public static class CalibrateCommand
         catch (ArgumentException ex) { throw new UsageException(ex.Message); }
         double[] depthWeights = ParseList("--depth-weights", a.DepthWeights, v => v > 0 && !double.IsInfinity(v), "a positive number (e.g. 1 or 0.5,1,2)");
         double[] maxDrops = ParseList("--max-drop", a.MaxDrops, v => v > 0 && v <= 1, "a fraction in (0, 1] (e.g. 1 or 0.3,1)");
+        if (!(a.Rule.FusedSizeCap >= 0) || float.IsInfinity(a.Rule.FusedSizeCap)) throw new UsageException($"--fused-size-cap: '{a.Rule.FusedSizeCap}' is not a number >= 0");
+        if (!(a.Rule.ScoreMemory >= 0 && a.Rule.ScoreMemory < 1)) throw new UsageException($"--score-memory: '{a.Rule.ScoreMemory}' is not in [0, 1)");
+        if (a.Rule.FusedSizeCap > 0 && !a.Rule.FuseDropped) throw new UsageException("--fused-size-cap needs --fuse on");
         if (!a.PseudoLabels && a.Synsets is null) throw new UsageException("calibrate needs --synsets FILE for labels, or --pseudo-labels");
         string? outDir = Path.GetDirectoryName(Path.GetFullPath(a.Out));
         if (outDir is not null && !Directory.Exists(outDir)) throw new InputException($"output directory not found: {outDir}");
         var paths = ImageFolder.List(a.Images, a.Limit, a.Split);
         var synsets = a.Synsets is null ? null : SynsetTable.Load(a.Synsets);
         int[] labels = a.PseudoLabels ? paths.Select(_ => -1).ToArray() : paths.Select(p => ImageLabels.ClassOf(p, synsets!)).ToArray();
+        int copies = a.MirrorAugment ? 2 : 1; // calibration image i is photo i / copies, mirrored when i is odd
+        if (copies > 1) labels = labels.SelectMany(y => new[] { y, y }).ToArray();
 
         var weights = Inputs.LoadModel(a.Model);
         var config = weights.Config;
@@ -166,7 +203,7 @@ public static class CalibrateCommand
 
         void Log(string line) { if (!a.Json) { lock (stdout) stdout.WriteLine(line); } }
         void Progress(string line) { if (stderr is not null) { lock (stderr) { stderr.WriteLine("edgevit: calibrate: " + line); stderr.Flush(); } } }
-        Log($"calibrating {config.Describe()} on {paths.Count} images ({a.Split}, {(a.PseudoLabels ? "pseudo-labels" : "labels from file names")}), " +
+        Log($"calibrating {config.Describe()} on {paths.Count} images{(copies > 1 ? " and their mirror images" : "")} ({a.Split}, {(a.PseudoLabels ? "pseudo-labels" : "labels from file names")}), " +
             $"{a.Candidates} candidates per block, Fisher at the {(a.FisherSite == FisherSite.TokenState ? "token state" : "MSA output")}, {grid.Length} budgets, {a.Workers} workers, fitted on the {a.Precision.Name} engine, thresholds on {a.Rule}, plan constraints: {a.Constraints}, depth weights {a.DepthWeights}, max drop {a.MaxDrops}");
 
         var describe = new Dictionary<string, string>
@@ -176,12 +213,14 @@ public static class CalibrateCommand
             ["labels"] = a.PseudoLabels ? "pseudo (model top-1)" : "synsets",
             ["budgets"] = a.Budgets,
             ["model_file"] = Path.GetFileName(a.Model),
+            ["augment"] = copies > 1 ? "every photo and its left-right mirror" : "none",
         };
-        var report = Calibrator.Run(weights, paths.Count, (i, chw) =>
+        var report = Calibrator.Run(weights, copies * paths.Count, (i, chw) =>
         {
             if (!preprocessors.TryTake(out var pre)) pre = new ImagePreprocessor(Inputs.PreprocessFor(config));
-            try { Inputs.LoadImage(paths[i], pre, chw); }
+            try { Inputs.LoadImage(paths[i / copies], pre, chw); }
             finally { preprocessors.Add(pre); }
+            if (i % copies == 1) ImagePreprocessor.MirrorHorizontally(chw, config.InChannels, config.ImageSize);
         }, labels, grid, new CalibrationOptions(a.Candidates, a.FisherSite, a.Workers, a.KeepBins, Simd: a.Simd) { Precision = a.Precision.Value, Rule = a.Rule, Constraints = a.Constraints, DepthWeights = depthWeights, MaxDrops = maxDrops, Selection = a.Selection }, describe, Progress);
 
         report.File.Save(a.Out);

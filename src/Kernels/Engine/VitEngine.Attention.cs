@@ -1,3 +1,4 @@
+using EdgeViT.Kernels.Reduction;
 using EdgeViT.Kernels.Simd;
 
 namespace EdgeViT.Kernels.Engine;
@@ -23,12 +24,14 @@ public sealed unsafe partial class VitEngine
     /// <param name="proportional">ToMe's proportional attention: log(token size) is added to every key's logit.</param>
     /// <param name="probabilities">when not null, every head's softmax rows are copied there [head][query][key].</param>
     /// <param name="queryRows">rows 0..queryRows-1 get output (the last block needs only the prefix); all n are keys.</param>
-    private void Attention(int n, bool proportional, float* probabilities, int queryRows)
+    /// <param name="rule">RCTP's rule: how heads pool into the class score, and the cap on the size proportional attention sees.</param>
+    /// <param name="firstBlock">block 0: the running score (rule.ScoreMemory) starts at this block's score.</param>
+    private void Attention(int n, bool proportional, float* probabilities, int queryRows, ThresholdRule rule, bool firstBlock)
     {
         var c = Config;
         float scale = 1f / MathF.Sqrt(c.HeadDim);
         if (proportional) // the softmax scales its input, so pre-divide the bias: scale * (x + log(s) / scale)
-            for (int t = 0; t < n; t++) _ws.KeyBias[t] = MathF.Log(_ws.Sizes[t]) / scale;
+            for (int t = 0; t < n; t++) _ws.KeyBias[t] = MathF.Log(rule.ProportionalSize(_ws.Sizes[t])) / scale;
         var job = new AttentionJob
         {
             Qkv = _ws.Qkv, Out = _ws.AttnOut, KT = _ws.KT, V = _ws.V, Scores = _ws.Scores, ClassAttention = _ws.ClassAttention,
@@ -41,14 +44,30 @@ public sealed unsafe partial class VitEngine
         _pool.Run(2 * c.Heads, &PackHead, &job);
         _pool.Run(c.Heads * job.Chunks, &AttendChunk, &job);
 
-        // Head-averaged class attention: the score RCTP's thresholds are compared with.
+        // Head-averaged (or max-over-heads) class attention: the score RCTP's thresholds are compared with.
         float inv = 1f / c.Heads;
+        var pooling = rule.Heads;
+        Span<float> headWeight = stackalloc float[pooling == HeadPooling.MeanWithoutPrefix ? c.Heads : 0];
+        for (int h = 0; h < headWeight.Length; h++)
+        {
+            float prefix = 0; // what a head leaves for the non-prefix tokens is 1 - its prefix attention
+            for (int p = 0; p < c.PrefixTokens; p++) prefix += _ws.ClassAttention[h * c.Tokens + p];
+            headWeight[h] = 1 / MathF.Max(1 - prefix, 1e-20f);
+        }
         for (int t = 0; t < n; t++)
         {
-            float s = 0;
-            for (int h = 0; h < c.Heads; h++) s += _ws.ClassAttention[h * c.Tokens + t];
-            _ws.ClassScore[t] = s * inv;
+            float s = pooling == HeadPooling.Max ? float.NegativeInfinity : 0;
+            for (int h = 0; h < c.Heads; h++)
+            {
+                float a = _ws.ClassAttention[h * c.Tokens + t];
+                s = pooling switch { HeadPooling.Max => MathF.Max(s, a), HeadPooling.MeanWithoutPrefix => s + a * headWeight[h], _ => s + a };
+            }
+            _ws.ClassScore[t] = pooling == HeadPooling.Max ? s : s * inv;
         }
+        float m = rule.ScoreMemory;
+        if (m > 0) // running mean over blocks: the token's earlier score carries weight m
+            for (int t = 0; t < n; t++)
+                _ws.ClassScore[t] = _ws.RunningScore[t] = firstBlock ? _ws.ClassScore[t] : m * _ws.RunningScore[t] + (1 - m) * _ws.ClassScore[t];
     }
 
     private static void PackHead(void* ctx, int task, int worker)

@@ -89,7 +89,7 @@ public sealed unsafe partial class VitEngine
         else _blocks = weights.Blocks.Select(b => new PackedBlock(b, Simd)).ToArray();
         _pool = new WorkerPool(Options.Threads);
         _ws = new Workspace(c, Simd, Options.Threads);
-        _reduction = new TokenReductionContext(c, Simd, _ws.X, _ws.Qkv, _ws.ClassScore, _ws.ClassAttention, _ws.Sizes, _ws.TokenIds);
+        _reduction = new TokenReductionContext(c, Simd, _ws.X, _ws.Qkv, _ws.ClassScore, _ws.ClassAttention, _ws.Sizes, _ws.TokenIds, _ws.RunningScore);
     }
 
     /// <summary>Dense forward pass. <paramref name="imageChw"/>: normalised [3, H, W]; writes Classes logits.</summary>
@@ -115,7 +115,7 @@ public sealed unsafe partial class VitEngine
             for (int l = 0; l < c.Depth; l++)
             {
                 Observer?.BlockInput(l, _ws.X, n);
-                AttentionStage(l, n, proportional: rule.FuseDropped && !thresholds.IsEmpty);
+                AttentionStage(l, n, proportional: rule.FuseDropped && !thresholds.IsEmpty, rule: rule);
                 Observer?.AfterAttention(l, _ws.X, _ws.ClassScore, n);
                 float tau = thresholds.IsEmpty ? float.NegativeInfinity : thresholds[l];
                 n = MlpStage(l, n, tau, rule);
@@ -137,6 +137,7 @@ public sealed unsafe partial class VitEngine
         CheckShapes(imageChw, logits);
 
         var needs = reducer.Needs;
+        var rule = reducer.AttentionRule; // its head pooling and proportional size cap
         bool proportional = (needs & ReductionNeeds.ProportionalAttention) != 0;
         float* probabilities = null;
         if ((needs & ReductionNeeds.AttentionProbabilities) != 0)
@@ -156,7 +157,7 @@ public sealed unsafe partial class VitEngine
             reducer.BeginImage(_reduction);
             for (int l = 0; l < c.Depth; l++)
             {
-                AttentionStage(l, n, proportional, probabilities);
+                AttentionStage(l, n, proportional, probabilities, rule);
                 _reduction.Block = l;
                 _reduction.Count = n;
                 long t = Mark();
@@ -196,13 +197,13 @@ public sealed unsafe partial class VitEngine
     }
 
     /// <summary>
-    /// x += proj(MSA(LN1(x))) for block l on n tokens; leaves the class scores in <see cref="ClassScores"/>.
+    /// x += proj(MSA(LN1(x))) for block l on n tokens; leaves the class scores (pooled over heads as <paramref name="rule"/> says) in <see cref="ClassScores"/>.
     /// In the last block only the prefix rows (class/distillation tokens) get attention output and proj: the head
     /// reads nothing else, so the patch rows' results there are dead work (see <see cref="LiveRows"/>). Every token
     /// still gets keys and values, so the class-attention row, and the thresholds compared with it, are unchanged;
     /// a reducer that asks for every attention row (<paramref name="probabilities"/>) still gets all of them.
     /// </summary>
-    internal void AttentionStage(int l, int n, bool proportional = false, float* probabilities = null)
+    internal void AttentionStage(int l, int n, bool proportional = false, float* probabilities = null, ThresholdRule rule = default)
     {
         var blk = _blocks[l];
         int d = Config.EmbedDim;
@@ -212,7 +213,7 @@ public sealed unsafe partial class VitEngine
         Lap(ForwardStage.LayerNorm, ref t);
         blk.Qkv.Apply(_ws.Xn, d, n, _ws.Qkv, 3 * d, pool: _pool);
         Lap(ForwardStage.Qkv, ref t);
-        Attention(n, proportional, probabilities, queries);
+        Attention(n, proportional, probabilities, queries, rule, firstBlock: l == 0);
         Lap(ForwardStage.Attention, ref t);
         blk.Proj.Apply(_ws.AttnOut, d, queries, _ws.X, d, accumulate: true, pool: _pool);
         Lap(ForwardStage.Proj, ref t);
@@ -294,18 +295,20 @@ public sealed unsafe partial class VitEngine
     internal float* ClassScores => _ws.ClassScore;
 
     /// <summary>Saves or restores the residual stream and token ids of the image in flight (n rows).</summary>
-    internal void SaveState(int n, Span<float> x, Span<int> ids, Span<float> sizes = default)
+    internal void SaveState(int n, Span<float> x, Span<int> ids, Span<float> sizes = default, Span<float> running = default)
     {
         new ReadOnlySpan<float>(_ws.X, n * Config.EmbedDim).CopyTo(x);
         new ReadOnlySpan<int>(_ws.TokenIds, n).CopyTo(ids);
         if (!sizes.IsEmpty) new ReadOnlySpan<float>(_ws.Sizes, n).CopyTo(sizes);
+        if (!running.IsEmpty) new ReadOnlySpan<float>(_ws.RunningScore, n).CopyTo(running);
     }
 
     internal void LoadClassScores(ReadOnlySpan<float> scores) => scores.CopyTo(new Span<float>(_ws.ClassScore, scores.Length));
 
-    /// <summary>Restores a saved state; without sizes every token is one patch.</summary>
-    internal void LoadState(int n, ReadOnlySpan<float> x, ReadOnlySpan<int> ids, ReadOnlySpan<float> sizes = default)
+    /// <summary>Restores a saved state; without sizes every token is one patch; running scores (<see cref="ThresholdRule.ScoreMemory"/>) when given.</summary>
+    internal void LoadState(int n, ReadOnlySpan<float> x, ReadOnlySpan<int> ids, ReadOnlySpan<float> sizes = default, ReadOnlySpan<float> running = default)
     {
+        if (!running.IsEmpty) running[..n].CopyTo(new Span<float>(_ws.RunningScore, n));
         x[..(n * Config.EmbedDim)].CopyTo(new Span<float>(_ws.X, n * Config.EmbedDim));
         ids[..n].CopyTo(new Span<int>(_ws.TokenIds, n));
         if (sizes.IsEmpty) new Span<float>(_ws.Sizes, n).Fill(1f);

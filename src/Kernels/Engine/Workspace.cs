@@ -8,7 +8,7 @@ internal sealed unsafe class Workspace : IDisposable
 {
     private readonly List<NativeBuffer> _buffers = [];
     public readonly int* TokenIds;
-    public readonly float* X, Xn, Qkv, AttnOut, Hidden, Patches, KT, V, Scores, ClassAttention, ClassScore, Logits, Logits2, Sizes, KeyBias;
+    public readonly float* X, Xn, Qkv, AttnOut, Hidden, Patches, KT, V, Scores, ClassAttention, ClassScore, Logits, Logits2, Sizes, KeyBias, RunningScore;
     public readonly int ChunkRows, ScoreStride;
     public readonly long KTStride, VStride;
 
@@ -35,6 +35,7 @@ internal sealed unsafe class Workspace : IDisposable
         TokenIds = (int*)Alloc(t); // int and float are both 4 bytes
         Sizes = Alloc(t);
         KeyBias = Alloc(ScoreStride);
+        RunningScore = Alloc(t);
     }
 
     private float* Alloc(long n)

@@ -146,6 +146,13 @@ public sealed class ImagePreprocessor
     }
 
     /// <summary>torchvision's CenterCrop offset: int(round((size - crop) / 2.0)), round half to even as Python does.</summary>
+    /// <summary>Mirrors a CHW image left to right in place (calibration's flip augmentation).</summary>
+    public static void MirrorHorizontally(Span<float> chw, int channels, int size)
+    {
+        if (chw.Length != channels * size * size) throw new ArgumentException($"{chw.Length} values are not {channels}x{size}x{size}");
+        for (int r = 0; r < channels * size; r++) chw.Slice(r * size, size).Reverse();
+    }
+
     public static int CropOffset(int size, int crop) => (int)Math.Round((size - crop) / 2.0, MidpointRounding.ToEven);
 
     private sealed record Plan(Axis Horizontal, Axis Vertical);

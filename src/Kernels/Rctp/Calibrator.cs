@@ -9,7 +9,7 @@ public sealed record CalibrationOptions(int Candidates = 40, FisherSite FisherSi
     /// <summary>The engine the thresholds are fitted on (the Fisher probe's backward pass is fp32 either way).</summary>
     public Engine.Precision Precision { get; init; } = Engine.Precision.Fp32;
     /// <summary>What thresholds are compared with at run time (and so what calibration ranks tokens by).</summary>
-    public ThresholdRule Rule { get; init; } = ThresholdRule.Raw;
+    public ThresholdRule Rule { get; init; } = ThresholdRule.Default;
     /// <summary>Where plans may prune (default: anywhere, any amount).</summary>
     public PlanConstraints Constraints { get; init; } = PlanConstraints.None;
     /// <summary>
@@ -59,7 +59,7 @@ public static class Calibrator
         {
             stats[i] = s;
             fitter.AddImage(w, i, input, s.Logits, s.Label);
-        }, progress);
+        }, progress, heads: options.Rule.Heads);
         var probeTime = clock.Elapsed;
 
         clock.Restart();

@@ -23,7 +23,7 @@ public sealed class TokenStatistics(int depth, int patches)
 {
     public int Depth { get; } = depth;
     public int Patches { get; } = patches;
-    /// <summary>[block * Patches + patch]: head-averaged class attention of the patch token in the dense model.</summary>
+    /// <summary>[block * Patches + patch]: class attention of the patch token in the dense model (pooled over heads as the probe's rule says).</summary>
     public float[] Scores { get; } = new float[depth * patches];
     /// <summary>[block * Patches + patch]: (dL/dm)^2 for a mask m on the token at the probe's <see cref="FisherSite"/>.</summary>
     public float[] Fisher { get; } = new float[depth * patches];
@@ -57,9 +57,13 @@ public sealed unsafe class FisherProbe : IDisposable, VitEngine.IForwardObserver
 
     public FisherSite Site { get; }
 
-    public FisherProbe(VitWeights weights, SimdLevel? level = null, FisherSite site = FisherSite.TokenState)
+    /// <summary>How the recorded class scores pool the heads (RCTP ranks tokens by the score its rule thresholds).</summary>
+    public Reduction.HeadPooling Heads { get; }
+
+    public FisherProbe(VitWeights weights, SimdLevel? level = null, FisherSite site = FisherSite.TokenState, Reduction.HeadPooling heads = Reduction.HeadPooling.Mean)
     {
         Site = site;
+        Heads = heads;
         _c = weights.Config;
         _level = level ?? SimdLevels.Best;
         _engine = new VitEngine(weights, new EngineOptions(1, _level)) { Observer = this };
@@ -94,13 +98,13 @@ public sealed unsafe class FisherProbe : IDisposable, VitEngine.IForwardObserver
     /// </summary>
     public static void MeasureAll(VitWeights weights, int images, Action<int, Span<float>> loadImage, IReadOnlyList<int> labels,
         int workers, SimdLevel? level, FisherSite site, Action<int, int, float[], TokenStatistics> onImage,
-        Action<string>? progress = null, string progressPrefix = "")
+        Action<string>? progress = null, string progressPrefix = "", Reduction.HeadPooling heads = Reduction.HeadPooling.Mean)
     {
         var c = weights.Config;
         workers = Math.Max(1, Math.Min(workers, Math.Max(1, images)));
         int done = 0, next = -1;
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        var probes = Enumerable.Range(0, workers).Select(_ => new FisherProbe(weights, level, site)).ToArray();
+        var probes = Enumerable.Range(0, workers).Select(_ => new FisherProbe(weights, level, site, heads)).ToArray();
         try
         {
             System.Threading.Tasks.Parallel.For(0, workers, new ParallelOptions { MaxDegreeOfParallelism = workers }, w =>
@@ -127,7 +131,7 @@ public sealed unsafe class FisherProbe : IDisposable, VitEngine.IForwardObserver
     /// <summary>Measures one image; <paramref name="label"/> &lt; 0 uses the model's own top-1 (pseudo-label).</summary>
     public void Measure(ReadOnlySpan<float> imageChw, int label, TokenStatistics into)
     {
-        _engine.Infer(imageChw, _logits);
+        _engine.Infer(imageChw, _logits, ReadOnlySpan<float>.Empty, new Reduction.ThresholdRule(Heads: Heads)); // dense; the rule only pools the scores
         int predicted = ArgMax(_logits);
         int y = label >= 0 ? label : predicted;
         if (y >= _c.Classes) throw new ArgumentOutOfRangeException(nameof(label), label, $"label beyond the model's {_c.Classes} classes");

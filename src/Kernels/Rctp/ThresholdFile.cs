@@ -42,8 +42,12 @@ public sealed record ThresholdSet(
 public sealed class ThresholdFile
 {
     public const string Format = "edgevit-rctp-thresholds";
-    /// <summary>2 adds "precision" (the engine the thresholds were fitted on) and "rule" (what a threshold is compared with); version-1 files load as fp32, raw.</summary>
-    public const int Version = 2;
+    /// <summary>
+    /// 2 adds "precision" (the engine the thresholds were fitted on) and "rule" (what a threshold is compared with); version-1 files load as fp32, raw.
+    /// 3 adds rule.heads (mean or max over heads), rule.fused_size_cap and rule.score_memory; a file is written as version 3 only when its rule
+    /// uses them (so an older build refuses it instead of applying the thresholds to the wrong score), else as version 2.
+    /// </summary>
+    public const int Version = 3;
     private const string RawName = "raw", RelativeName = "relative_to_mean";
 
     public required string ModelFingerprint { get; init; }
@@ -100,9 +104,9 @@ public sealed class ThresholdFile
         var root = new JsonObject
         {
             ["format"] = Format,
-            ["version"] = Version,
+            ["version"] = Rule.NeedsVersion3 ? 3 : 2,
             ["precision"] = Precision,
-            ["rule"] = new JsonObject { ["score"] = Rule.Scale == ScoreScale.RelativeToMean ? RelativeName : RawName, ["fused_token"] = Rule.FuseDropped },
+            ["rule"] = RuleJson(Rule),
             ["model"] = new JsonObject { ["fingerprint"] = ModelFingerprint, ["description"] = ModelDescription, ["depth"] = Depth, ["dense_gflops"] = DenseGFlops },
             ["calibration"] = new JsonObject
             {
@@ -129,6 +133,18 @@ public sealed class ThresholdFile
         File.WriteAllText(path, root.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
     }
 
+    private static JsonObject RuleJson(ThresholdRule rule)
+    {
+        var o = new JsonObject { ["score"] = rule.Scale == ScoreScale.RelativeToMean ? RelativeName : RawName, ["fused_token"] = rule.FuseDropped };
+        if (rule.NeedsVersion3)
+        {
+            o["heads"] = rule.Heads switch { HeadPooling.Max => "max", HeadPooling.MeanWithoutPrefix => "mean_without_prefix", _ => "mean" };
+            o["fused_size_cap"] = rule.FusedSizeCap;
+            o["score_memory"] = rule.ScoreMemory;
+        }
+        return o;
+    }
+
     public static ThresholdFile Load(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"thresholds file not found: {path}", path);
@@ -153,6 +169,24 @@ public sealed class ThresholdFile
                     RelativeName => ScoreScale.RelativeToMean,
                     var other => throw new ModelFormatException($"{file}: unknown rule.score '{other}' (expected '{RawName}' or '{RelativeName}')"),
                 }, (bool?)root["rule"]?["fused_token"] ?? false);
+            if (version >= 3)
+            {
+                float cap = (float?)root["rule"]?["fused_size_cap"] ?? 0, memory = (float?)root["rule"]?["score_memory"] ?? 0;
+                if (!(memory >= 0 && memory < 1)) throw new ModelFormatException($"{file}: rule.score_memory must be in [0, 1)");
+                if (!(cap >= 0) || float.IsInfinity(cap)) throw new ModelFormatException($"{file}: rule.fused_size_cap must be a number >= 0 (0 = uncapped)");
+                rule = rule with
+                {
+                    Heads = (string?)root["rule"]?["heads"] switch
+                    {
+                        null or "mean" => HeadPooling.Mean,
+                        "max" => HeadPooling.Max,
+                        "mean_without_prefix" => HeadPooling.MeanWithoutPrefix,
+                        var other => throw new ModelFormatException($"{file}: unknown rule.heads '{other}' (expected 'mean', 'max' or 'mean_without_prefix')"),
+                    },
+                    FusedSizeCap = cap,
+                    ScoreMemory = memory,
+                };
+            }
             var model = root["model"] ?? throw new ModelFormatException($"{file}: missing 'model'");
             int depth = (int?)model["depth"] ?? throw new ModelFormatException($"{file}: missing model.depth");
             var sets = new List<ThresholdSet>();

@@ -95,12 +95,14 @@ public sealed unsafe class ThresholdFitter : IDisposable
         public readonly int[][] Ids;
         /// <summary>Patches each token stands for (only the fused token is not 1).</summary>
         public readonly float[][] Sizes;
+        /// <summary>Running-mean class scores (<see cref="ThresholdRule.ScoreMemory"/>; carried even when unused: one float per token).</summary>
+        public readonly float[][] Running;
         public readonly int[] N;
         public readonly double[] Flops;
 
-        public State(int d, int[] n, int[][] ids, float[][] sizes, double[] flops)
+        public State(int d, int[] n, int[][] ids, float[][] sizes, float[][] running, double[] flops)
         {
-            _d = d; N = n; Ids = ids; Sizes = sizes; Flops = flops;
+            _d = d; N = n; Ids = ids; Sizes = sizes; Running = running; Flops = flops;
             _offset = new long[n.Length + 1];
             for (int i = 0; i < n.Length; i++) _offset[i + 1] = _offset[i] + (long)n[i] * d;
             _rows = new Simd.NativeBuffer(_offset[^1]);
@@ -112,7 +114,7 @@ public sealed unsafe class ThresholdFitter : IDisposable
         public State Clone()
         {
             var copy = new State(_d, (int[])N.Clone(), Ids.Select((ids, i) => ids.AsSpan(0, N[i]).ToArray()).ToArray(),
-                Sizes.Select((s, i) => s.AsSpan(0, N[i]).ToArray()).ToArray(), (double[])Flops.Clone());
+                Sizes.Select((s, i) => s.AsSpan(0, N[i]).ToArray()).ToArray(), Running.Select((s, i) => s.AsSpan(0, N[i]).ToArray()).ToArray(), (double[])Flops.Clone());
             for (int i = 0; i < N.Length; i++) X(i)[..(N[i] * _d)].CopyTo(copy.X(i));
             return copy;
         }
@@ -159,6 +161,7 @@ public sealed unsafe class ThresholdFitter : IDisposable
         var root = new State(_c.EmbedDim, Enumerable.Repeat(_c.Tokens, images).ToArray(),
             Enumerable.Range(0, images).Select(_ => Enumerable.Range(0, _c.Tokens).ToArray()).ToArray(),
             Enumerable.Range(0, images).Select(_ => Enumerable.Repeat(1f, _c.Tokens).ToArray()).ToArray(),
+            Enumerable.Range(0, images).Select(_ => new float[_c.Tokens]).ToArray(),
             Enumerable.Repeat(new FlopsModel(_c).Fixed, images).ToArray());
         for (int i = 0; i < images; i++) _embedded[i].CopyTo(root.X(i));
         Walk(0, Enumerable.Range(0, plans).ToArray(), root);
@@ -179,7 +182,7 @@ public sealed unsafe class ThresholdFitter : IDisposable
                     ForEachImage((engine, i) =>
                     {
                         var logits = new float[_c.Classes];
-                        engine.LoadState(state.N[i], state.X(i), state.Ids[i], state.Sizes[i]);
+                        engine.LoadState(state.N[i], state.X(i), state.Ids[i], state.Sizes[i], state.Running[i]);
                         engine.FinishImage(logits);
                         var q = LogSoftmax(logits);
                         klPer[i] = Kl(_denseLogProb[i], q);
@@ -199,9 +202,9 @@ public sealed unsafe class ThresholdFitter : IDisposable
             var scores = new float[images][];
             ForEachImage((engine, i) =>
             {
-                engine.LoadState(state.N[i], state.X(i), state.Ids[i], state.Sizes[i]);
-                engine.AttentionStage(l, state.N[i], proportional: Rule.FuseDropped);
-                engine.SaveState(state.N[i], state.X(i), state.Ids[i], state.Sizes[i]);
+                engine.LoadState(state.N[i], state.X(i), state.Ids[i], state.Sizes[i], state.Running[i]);
+                engine.AttentionStage(l, state.N[i], proportional: Rule.FuseDropped, rule: Rule);
+                engine.SaveState(state.N[i], state.X(i), state.Ids[i], state.Sizes[i], state.Running[i]);
                 scores[i] = new ReadOnlySpan<float>(engine.ClassScores, state.N[i]).ToArray();
                 state.Flops[i] += flops.Attention(state.N[i]);
             });
@@ -222,10 +225,10 @@ public sealed unsafe class ThresholdFitter : IDisposable
                 float tau = target >= sorted.Length ? float.NegativeInfinity : KeepTopThreshold(sorted, target);
                 ForEachImage((engine, i) =>
                 {
-                    engine.LoadState(next.N[i], next.X(i), next.Ids[i], next.Sizes[i]);
+                    engine.LoadState(next.N[i], next.X(i), next.Ids[i], next.Sizes[i], next.Running[i]);
                     engine.LoadClassScores(scores[i]);
                     int kept = engine.MlpStage(l, next.N[i], tau, Rule);
-                    engine.SaveState(kept, next.X(i), next.Ids[i], next.Sizes[i]);
+                    engine.SaveState(kept, next.X(i), next.Ids[i], next.Sizes[i], next.Running[i]);
                     next.Flops[i] += flops.Mlp(kept);
                     next.N[i] = kept;
                 });
@@ -254,10 +257,10 @@ public sealed unsafe class ThresholdFitter : IDisposable
             var shared = state.Clone();
             ForEachImage((engine, i) =>
             {
-                engine.LoadState(shared.N[i], shared.X(i), shared.Ids[i], shared.Sizes[i]);
+                engine.LoadState(shared.N[i], shared.X(i), shared.Ids[i], shared.Sizes[i], shared.Running[i]);
                 engine.LoadClassScores(scores[i]);
                 int kept = engine.MlpStage(l, shared.N[i], tau[loosest], Rule);
-                engine.SaveState(kept, shared.X(i), shared.Ids[i], shared.Sizes[i]);
+                engine.SaveState(kept, shared.X(i), shared.Ids[i], shared.Sizes[i], shared.Running[i]);
                 shared.Flops[i] += flops.Mlp(kept);
                 shared.N[i] = kept;
             });
@@ -270,10 +273,10 @@ public sealed unsafe class ThresholdFitter : IDisposable
                 var next = state.Clone(); // the node's state before the MLP; pruned below (rows only shrink)
                 ForEachImage((engine, i) =>
                 {
-                    engine.LoadState(next.N[i], next.X(i), next.Ids[i], next.Sizes[i]);
+                    engine.LoadState(next.N[i], next.X(i), next.Ids[i], next.Sizes[i], next.Running[i]);
                     engine.LoadClassScores(scores[i]);
                     int kept = engine.PruneStage(l, next.N[i], tau[g], Rule);
-                    engine.SaveState(kept, next.X(i), next.Ids[i], next.Sizes[i]);
+                    engine.SaveState(kept, next.X(i), next.Ids[i], next.Sizes[i], next.Running[i]);
                     int live = engine.MlpLiveRows(l, kept), fusedRow = -1;
                     Span<float> from = shared.X(i), to = next.X(i);
                     int[] ids = next.Ids[i], sharedIds = shared.Ids[i];
@@ -286,9 +289,9 @@ public sealed unsafe class ThresholdFitter : IDisposable
                     }
                     if (fusedRow >= 0)
                     {
-                        engine.LoadState(kept, next.X(i), ids, next.Sizes[i]);
+                        engine.LoadState(kept, next.X(i), ids, next.Sizes[i], next.Running[i]);
                         engine.MlpRows(l, fusedRow, 1);
-                        engine.SaveState(kept, next.X(i), ids, next.Sizes[i]);
+                        engine.SaveState(kept, next.X(i), ids, next.Sizes[i], next.Running[i]);
                     }
                     next.Flops[i] += flops.Mlp(kept);
                     next.N[i] = kept;

@@ -25,6 +25,9 @@ public interface ITokenReducer
 
     ReductionNeeds Needs { get; }
 
+    /// <summary>How the engine pools the heads into <see cref="TokenReductionContext.ClassScore"/> and caps the size proportional attention sees (RCTP's rule; the default for every other method).</summary>
+    ThresholdRule AttentionRule => default;
+
     /// <summary>Called once per image after patch embedding (reset per-image state).</summary>
     void BeginImage(TokenReductionContext context) { }
 

@@ -19,6 +19,7 @@ public sealed class ThresholdPruning : ITokenReducer
 
     public string Name { get; }
     public ThresholdRule Rule { get; }
+    public ThresholdRule AttentionRule => Rule;
     public ReductionNeeds Needs => Rule.FuseDropped ? ReductionNeeds.ProportionalAttention : ReductionNeeds.None;
 
     public int Reduce(int block, TokenReductionContext context)

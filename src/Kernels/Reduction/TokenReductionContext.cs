@@ -12,12 +12,46 @@ public enum ScoreScale
     RelativeToMean,
 }
 
-/// <summary>RCTP's threshold rule as a thresholds file states it: what the thresholds compare with, and whether dropped tokens are fused.</summary>
-public readonly record struct ThresholdRule(ScoreScale Scale = ScoreScale.Raw, bool FuseDropped = false)
+/// <summary>How the per-head class attention of a token becomes the one score a threshold is compared with.</summary>
+public enum HeadPooling
+{
+    /// <summary>The mean over heads (versions 1 and 2 of the thresholds file).</summary>
+    Mean,
+    /// <summary>The largest over heads: a token that one head attends to strongly is kept.</summary>
+    Max,
+    /// <summary>The mean over heads of each head's attention renormalised without the prefix (a / (1 - a_prefix)): a head whose CLS mostly attends to itself counts as much as the others.</summary>
+    MeanWithoutPrefix,
+}
+
+/// <summary>
+/// RCTP's threshold rule as a thresholds file states it: what the thresholds compare with (scale and head pooling),
+/// and whether dropped tokens are fused. <paramref name="FusedSizeCap"/> &gt; 0 caps the size the fused token's
+/// proportional attention sees (log(min(size, cap)) is added to its logit; 0 = uncapped, log(size)).
+/// </summary>
+/// <paramref name="ScoreMemory"/> m in [0, 1): the score at block l is the running mean s_l = m s_(l-1) + (1 - m) a_l of the
+/// token's class attention over the blocks so far (s_0 = a_0), so one block's noisy attention alone does not drop a token; 0 = a_l.
+public readonly record struct ThresholdRule(ScoreScale Scale = ScoreScale.Raw, bool FuseDropped = false, HeadPooling Heads = HeadPooling.Mean, float FusedSizeCap = 0, float ScoreMemory = 0)
 {
     /// <summary>Version-1 files: raw class attention, dropped tokens are gone.</summary>
     public static ThresholdRule Raw => default;
-    public override string ToString() => $"{(Scale == ScoreScale.Raw ? "raw" : "relative")} class attention{(FuseDropped ? ", dropped tokens fused" : "")}";
+
+    /// <summary>
+    /// What calibration uses unless told otherwise: raw head-averaged class attention, dropped tokens fused, the fused
+    /// token's proportional attention capped at size 8. Chosen on the even/odd halves of imagenet-sample over raw and
+    /// caps 1, 4, 16 (bench/RESULTS.md §5: lower KL on both halves at every budget but one, agreement up on average).
+    /// </summary>
+    public static ThresholdRule Default => new(ScoreScale.Raw, FuseDropped: true, FusedSizeCap: 8);
+
+    /// <summary>True when the rule needs version 3 of the thresholds file (head pooling or a size cap).</summary>
+    public bool NeedsVersion3 => Heads != HeadPooling.Mean || (FuseDropped && FusedSizeCap > 0) || ScoreMemory > 0;
+
+    /// <summary>The log-size proportional attention adds to a token's logit under this rule.</summary>
+    public float ProportionalSize(float size) => FusedSizeCap > 0 ? MathF.Min(size, FusedSizeCap) : size;
+
+    public override string ToString() =>
+        $"{(Scale == ScoreScale.Raw ? "raw" : "relative")} {Heads switch { HeadPooling.Max => "max-over-heads ", HeadPooling.MeanWithoutPrefix => "prefix-excluded ", _ => "" }}class attention" +
+        (ScoreMemory > 0 ? $", running mean over blocks (memory {ScoreMemory:0.###})" : "") +
+        (FuseDropped ? ", dropped tokens fused" + (FusedSizeCap > 0 ? $" (proportional size capped at {FusedSizeCap:0.###})" : "") : "");
 }
 
 /// <summary>
@@ -28,11 +62,12 @@ public readonly record struct ThresholdRule(ScoreScale Scale = ScoreScale.Raw, b
 public sealed unsafe class TokenReductionContext
 {
     internal TokenReductionContext(VitConfig config, SimdLevel simd, float* x, float* qkv, float* classScore,
-        float* classAttentionPerHead, float* sizes, int* tokenIds)
+        float* classAttentionPerHead, float* sizes, int* tokenIds, float* runningScore)
     {
         Config = config;
         Simd = simd;
         X = x; Qkv = qkv; ClassScore = classScore; ClassAttentionPerHead = classAttentionPerHead; Sizes = sizes; TokenIds = tokenIds;
+        RunningScore = runningScore;
         _fuseAcc = new double[2 * config.EmbedDim];
     }
 
@@ -62,6 +97,8 @@ public sealed unsafe class TokenReductionContext
     public readonly float* Sizes;
     /// <summary>[Count] original index of each token (0 = CLS; a merged token keeps its destination's id; -1: a token a policy created).</summary>
     public readonly int* TokenIds;
+    /// <summary>[Count] each token's running-mean class score (<see cref="ThresholdRule.ScoreMemory"/>), moved with the token.</summary>
+    internal readonly float* RunningScore;
 
     /// <summary>[Heads x MaxTokens x ProbabilityStride] softmax rows of every head; only with <see cref="ReductionNeeds.AttentionProbabilities"/>.</summary>
     public float* AttentionProbabilities { get; internal set; }
@@ -126,6 +163,7 @@ public sealed unsafe class TokenReductionContext
         else for (int j = 0; j < d; j++) row[j] = (float)(_fuseAcc[d + j] / size);
         TokenIds[kept] = FusedId;
         Sizes[kept] = (float)size;
+        RunningScore[kept] = 0; // never judged, so its running score is never read
         return kept + 1;
     }
 
@@ -168,5 +206,6 @@ public sealed unsafe class TokenReductionContext
         new ReadOnlySpan<float>(X + (long)from * d, d).CopyTo(new Span<float>(X + (long)to * d, d));
         TokenIds[to] = TokenIds[from];
         Sizes[to] = Sizes[from];
+        RunningScore[to] = RunningScore[from];
     }
 }

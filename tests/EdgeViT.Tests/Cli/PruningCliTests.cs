@@ -117,4 +117,30 @@ public class PruningCliTests
         Assert.True(json.GetProperty("gflops_mean").GetDouble() < 0.7 * file.DenseGFlops);
         Assert.True(json.GetProperty("tokens_kept_per_block")[11].GetDouble() < 197);
     }
+    /// <summary>The rule options reach the file (version 3), --augment flip doubles the calibration images, and a cap without fusing is a usage error.</summary>
+    [Fact]
+    public void CalibrateWritesTheRuleOptionsAndMirrorsThePhotos()
+    {
+        using var tmp = new TempDir();
+        string th = tmp.File("rule.json");
+        var r = CliHarness.Run("calibrate", "--model", Model, "--images", SharedAssets.ImagesDir, "--synsets", SharedAssets.Synsets,
+            "--split", "even", "--limit", "3", "--budgets", "0.7", "--threads", "2", "--fuse", "on", "--fused-size-cap", "8",
+            "--heads", "max", "--score-memory", "0.25", "--augment", "flip", "--out", th, "--json");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.Contains("edgevit: calibrate: probe: 6/6 images", r.Stderr);
+        var file = ThresholdFile.Load(th);
+        Assert.Equal(6, file.CalibrationImages);
+        Assert.Equal(new EdgeViT.Kernels.Reduction.ThresholdRule(EdgeViT.Kernels.Reduction.ScoreScale.Raw, true, EdgeViT.Kernels.Reduction.HeadPooling.Max, 8, 0.25f), file.Rule);
+        Assert.Equal(3, (int)System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(th))!["version"]!);
+        var e = CliHarness.Run("eval", "--model", Model, "--images", SharedAssets.ImagesDir, "--synsets", SharedAssets.Synsets,
+            "--split", "odd", "--limit", "2", "--thresholds", th, "--budget", "0.7", "--json");
+        Assert.True(e.ExitCode == 0, e.Stderr);
+
+        var bad = CliHarness.Run("calibrate", "--model", Model, "--images", SharedAssets.ImagesDir, "--synsets", SharedAssets.Synsets,
+            "--fuse", "off", "--fused-size-cap", "4", "--out", tmp.File("x.json"));
+        CliHarness.AssertOneErrorLine(bad, "--fused-size-cap needs --fuse on");
+        bad = CliHarness.Run("calibrate", "--model", Model, "--images", SharedAssets.ImagesDir, "--synsets", SharedAssets.Synsets,
+            "--score-memory", "1", "--out", tmp.File("x.json"));
+        CliHarness.AssertOneErrorLine(bad, "--score-memory: '1' is not in [0, 1)");
+    }
 }

@@ -202,4 +202,19 @@ public class ImagePreprocessorTests
                     rgb[y * stride + x * 3 + c] = (byte)Math.Clamp(128 + 90 * Math.Sin(x / (5.0 + c)) + 30 * Math.Cos(y / 7.0) + random.Next(-8, 9), 0, 255);
         return rgb;
     }
+    [Fact]
+    public void MirrorHorizontallyIsTheLeftRightMirrorOfEveryChannelAndItsOwnInverse()
+    {
+        const int channels = 3, size = 5;
+        var chw = Enumerable.Range(0, channels * size * size).Select(i => (float)i * 0.5f).ToArray();
+        var mirrored = (float[])chw.Clone();
+        ImagePreprocessor.MirrorHorizontally(mirrored, channels, size);
+        for (int c = 0; c < channels; c++)
+            for (int y = 0; y < size; y++)
+                for (int x = 0; x < size; x++)
+                    Assert.Equal(chw[(c * size + y) * size + (size - 1 - x)], mirrored[(c * size + y) * size + x]);
+        ImagePreprocessor.MirrorHorizontally(mirrored, channels, size);
+        Assert.Equal(chw, mirrored);
+        Assert.Throws<ArgumentException>(() => ImagePreprocessor.MirrorHorizontally(new float[10], channels, size));
+    }
 }

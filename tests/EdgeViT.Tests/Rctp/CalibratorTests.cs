@@ -60,7 +60,8 @@ public class CalibratorTests
         {
             Assert.True(set.PredictedGFlops <= set.Budget * flops.Dense / 1e9 + 1e-9, $"budget {set.Budget}: plan predicts {set.PredictedGFlops}");
             // Replaying the fitted thresholds image by image gives exactly the fit's measured FLOPs.
-            double mean = imgs.Average(x => engine.Infer(x, logits, set.Thresholds).GFlops);
+            Assert.Equal(EdgeViT.Kernels.Reduction.ThresholdRule.Default, set.Rule); // calibration's default rule
+            double mean = imgs.Average(x => engine.Infer(x, logits, set.Thresholds, set.Rule).GFlops);
             Assert.Equal(set.MeasuredGFlops, mean, 9);
             Assert.True(Math.Abs(set.MeasuredGFlops / set.PredictedGFlops - 1) < 0.05,
                 $"budget {set.Budget}: measured {set.MeasuredGFlops} vs predicted {set.PredictedGFlops}");
@@ -70,7 +71,7 @@ public class CalibratorTests
             foreach (var x in imgs)
             {
                 engine.Infer(x, dense);
-                engine.Infer(x, logits, set.Thresholds);
+                engine.Infer(x, logits, set.Thresholds, set.Rule);
                 kl += ReferenceKl(dense, logits);
                 ce += ReferenceCrossEntropy(logits, Array.IndexOf(dense, dense.Max())); // pseudo-labels: the dense top-1
                 if (Array.IndexOf(dense, dense.Max()) == Array.IndexOf(logits, logits.Max())) agree++;
@@ -91,7 +92,7 @@ public class CalibratorTests
         foreach (var x in imgs)
         {
             engine.Infer(x, denseLogits);
-            engine.Infer(x, logits, full.Thresholds);
+            engine.Infer(x, logits, full.Thresholds, full.Rule);
             for (int k = 0; k < logits.Length; k++) Assert.Equal(denseLogits[k], logits[k], 4);
         }
         Assert.True(file.Sets[0].MeasuredGFlops < 0.6 * flops.Dense / 1e9, "the 0.5 budget should really prune");
@@ -166,8 +167,8 @@ public class CalibratorTests
             var e2 = Assert.Throws<ModelFormatException>(() => loaded.Select(0.5));
             Assert.Contains("below the lowest calibrated budget 0.6", e2.Message);
 
-            // Version 2 carries the threshold rule; version 1 files (no rule) still load, as raw class attention.
-            Assert.Equal(EdgeViT.Kernels.Reduction.ThresholdRule.Raw, loaded.Rule);
+            // Versions 2 and 3 carry the threshold rule; version 1 files (no rule) still load, as raw class attention.
+            Assert.Equal(EdgeViT.Kernels.Reduction.ThresholdRule.Default, loaded.Rule);
             var node = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path))!;
             node["rule"]!["score"] = "relative_to_mean";
             File.WriteAllText(path, node.ToJsonString());
@@ -181,9 +182,9 @@ public class CalibratorTests
             var v1 = ThresholdFile.Load(path);
             Assert.Equal(EdgeViT.Kernels.Reduction.ThresholdRule.Raw, v1.Rule);
             Assert.Equal(report.File.Sets[0].Thresholds, v1.Sets[0].Thresholds);
-            node["version"] = 3;
+            node["version"] = 4;
             File.WriteAllText(path, node.ToJsonString());
-            Assert.Contains("version 3 is not supported (this build reads versions 1..2", Assert.Throws<ModelFormatException>(() => ThresholdFile.Load(path)).Message);
+            Assert.Contains("version 4 is not supported (this build reads versions 1..3", Assert.Throws<ModelFormatException>(() => ThresholdFile.Load(path)).Message);
 
             File.WriteAllText(path, "{\"format\":\"something-else\"}");
             Assert.Contains("not an EdgeViT thresholds file", Assert.Throws<ModelFormatException>(() => ThresholdFile.Load(path)).Message);

@@ -193,15 +193,18 @@ public unsafe class ThresholdRuleTests
     }
 
     [Theory]
-    [InlineData(ScoreScale.Raw, false)]
-    [InlineData(ScoreScale.RelativeToMean, false)]
-    [InlineData(ScoreScale.RelativeToMean, true)]
-    [InlineData(ScoreScale.Raw, true)]
-    public void SharingPrefixesAcrossPlansGivesExactlyWhatFittingEachPlanAloneGives(ScoreScale scale, bool fuse)
+    [InlineData(ScoreScale.Raw, false, 0f, 0f)]
+    [InlineData(ScoreScale.RelativeToMean, false, 0f, 0f)]
+    [InlineData(ScoreScale.RelativeToMean, true, 0f, 0f)]
+    [InlineData(ScoreScale.Raw, true, 0f, 0f)]
+    [InlineData(ScoreScale.Raw, true, 0f, 8f)]
+    [InlineData(ScoreScale.Raw, false, 0.5f, 0f)]
+    [InlineData(ScoreScale.Raw, true, 0.6f, 0f)]
+    public void SharingPrefixesAcrossPlansGivesExactlyWhatFittingEachPlanAloneGives(ScoreScale scale, bool fuse, float memory, float sizeCap)
     {
         var w = VitWeights.Random(Config, seed: 13);
         var imgs = Enumerable.Range(0, 10).Select(i => Reduction.ReducerHookTests.RandomImage(Config, 60 + i)).ToArray();
-        using var fitter = new ThresholdFitter(w, workers: 2, imgs.Length, rule: new ThresholdRule(scale, fuse));
+        using var fitter = new ThresholdFitter(w, workers: 2, imgs.Length, rule: new ThresholdRule(scale, fuse, FusedSizeCap: sizeCap, ScoreMemory: memory));
         using (var dense = new VitEngine(w))
         {
             var denseLogits = new float[Config.Classes];
@@ -209,8 +212,9 @@ public unsafe class ThresholdRuleTests
             // comparison below covers the states themselves, not only the thresholds.
             for (int i = 0; i < imgs.Length; i++) { dense.Infer(imgs[i], denseLogits); fitter.AddImage(i % 2, i, imgs[i], denseLogits, label: i % Config.Classes); }
         }
-        // Plans sharing 0, 2 and 4 leading blocks, and one duplicate; where they part ways the MLP is run once on the
-        // loosest branch's tokens and shared (without a fused token), so each shared fit must equal the lone one.
+        // Plans sharing 0, 2 and 4 leading blocks, and one duplicate; where they part ways the MLP runs once on the
+        // loosest branch's tokens and is shared (each other branch runs only its own fused token), so each shared fit
+        // must equal the lone one.
         double[][] plans =
         [
             [1, 1, 0.8, 0.7, 0.6, 0.5],
@@ -234,7 +238,252 @@ public unsafe class ThresholdRuleTests
         // And the thresholds replayed through the production path reproduce the fit's FLOPs.
         using var engine = new VitEngine(w);
         var logits = new float[Config.Classes];
-        double replay = imgs.Average(x => (double)engine.Infer(x, logits, shared[1].Thresholds, new ThresholdRule(scale, fuse)).MultiplyAdds);
+        double replay = imgs.Average(x => (double)engine.Infer(x, logits, shared[1].Thresholds, new ThresholdRule(scale, fuse, FusedSizeCap: sizeCap, ScoreMemory: memory)).MultiplyAdds);
         Assert.Equal(shared[1].MeasuredFlops, replay, 3);
+    }
+    /// <summary>Block l's CLS softmax per head, from this block's q and k rows in double precision ([head][key]).</summary>
+    private static double[][] ReferenceClassAttention(TokenReductionContext c, Func<float, double> logSize)
+    {
+        int n = c.Count, d = c.Dim, hd = c.HeadDim;
+        double scale = 1 / Math.Sqrt(hd);
+        return Enumerable.Range(0, c.Heads).Select(h => ReferenceSoftmaxRow(c, h, 0, scale, logSize)).ToArray();
+    }
+
+    /// <summary>softmax_j(scale q_i.k_j + logSize(size_j)) for head h, query i, in double precision.</summary>
+    private static double[] ReferenceSoftmaxRow(TokenReductionContext c, int h, int i, double scale, Func<float, double> logSize)
+    {
+        int n = c.Count, ld = 3 * c.Dim, hd = c.HeadDim;
+        var z = new double[n];
+        for (int j = 0; j < n; j++)
+        {
+            double dot = 0;
+            for (int k = 0; k < hd; k++) dot += (double)c.Qkv[(long)i * ld + h * hd + k] * c.Qkv[(long)j * ld + c.Dim + h * hd + k];
+            z[j] = scale * dot + logSize(c.Sizes[j]);
+        }
+        double m = z.Max(), sum = z.Sum(v => Math.Exp(v - m));
+        return z.Select(v => Math.Exp(v - m) / sum).ToArray();
+    }
+
+    /// <summary>Checks the max-over-heads score against the double-precision CLS softmax, then applies the rule.</summary>
+    private sealed class PoolingReference(float[] thresholds, HeadPooling pooling) : ITokenReducer
+    {
+        public int Checked, Dropped, ArgmaxNotMean;
+        public readonly ThresholdRule Rule = new(Heads: pooling);
+        public string Name => "max-heads-check";
+        public ReductionNeeds Needs => ReductionNeeds.None;
+        public ThresholdRule AttentionRule => Rule;
+        public int Reduce(int block, TokenReductionContext c)
+        {
+            var a = ReferenceClassAttention(c, _ => 0);
+            var expected = new List<int>();
+            for (int t = 0; t < c.Count; t++)
+            {
+                double mean = a.Average(row => row[t]), expect = pooling switch
+                {
+                    HeadPooling.Max => a.Max(row => row[t]),
+                    HeadPooling.MeanWithoutPrefix => a.Average(row => row[t] / (1 - row.Take(c.PrefixTokens).Sum())),
+                    _ => mean,
+                };
+                if (t >= c.PrefixTokens) Assert.Equal(expect, c.ClassScore[t], 2e-6);
+                if (Math.Abs(expect - mean) > 1e-3) ArgmaxNotMean++;
+                // Ties within float rounding of the cut are the reference's to lose: compare only clear cases.
+                if (t < c.PrefixTokens || c.ClassScore[t] > thresholds[block]) expected.Add(c.TokenIds[t]);
+            }
+            int kept = c.KeepAbove(thresholds[block], Rule);
+            Assert.Equal(expected, Enumerable.Range(0, kept).Select(t => c.TokenIds[t]));
+            Checked++;
+            Dropped += c.Count - kept;
+            return kept;
+        }
+    }
+
+    [Theory]
+    [InlineData(HeadPooling.Max)]
+    [InlineData(HeadPooling.MeanWithoutPrefix)]
+    public void PooledScoresMatchADoublePrecisionReferenceAndBothPathsAgree(HeadPooling pooling)
+    {
+        var w = VitWeights.Random(Config, seed: 15);
+        using var engine = new VitEngine(w);
+        var logits = new float[Config.Classes];
+        float[] thresholds = [0.02f, 0.025f, 0.02f, 0.03f, 0.025f, 0.02f]; // uniform attention is 1/65 = 0.0154
+        var checker = new PoolingReference(thresholds, pooling);
+        for (int i = 0; i < 4; i++) engine.Infer(Reduction.ReducerHookTests.RandomImage(Config, 100 + i), logits, checker);
+        Assert.Equal(4 * Config.Depth, checker.Checked);
+        Assert.True(checker.Dropped > 0, "the thresholds should prune something");
+        Assert.True(checker.ArgmaxNotMean > 0, "the pooling never differed from the mean: the test could not tell them apart");
+
+        // The production path is the reducer path bit for bit, and max pooling prunes differently from the mean.
+        var img = Reduction.ReducerHookTests.RandomImage(Config, 110);
+        var a = new float[Config.Classes];
+        var b = new float[Config.Classes];
+        var ta = engine.Infer(img, a, thresholds, checker.Rule).TokensPerBlock.ToArray();
+        var tb = engine.Infer(img, b, new ThresholdPruning(Config, thresholds, rule: checker.Rule)).TokensPerBlock.ToArray();
+        Assert.Equal(a, b);
+        Assert.Equal(ta, tb);
+        string Kept(ForwardStats st) => string.Join("|", Enumerable.Range(0, Config.Depth).Select(l => string.Join(",", st.KeptTokenIds.Skip(l * Config.Tokens).Take(st.TokensPerBlock[l]))));
+        float[] near = [0.0154f, 0.0154f, 0.0154f, 0.0154f, 0.0154f, 0.0154f]; // about uniform attention: prunes some, not all
+        string keptPooled = Kept(engine.Infer(img, a, near, checker.Rule)), keptMean = Kept(engine.Infer(img, b, near));
+        Assert.NotEqual(keptMean, keptPooled); // the pooling changes which tokens are kept
+
+        // Calibration ranks tokens by the same score: the probe's dense scores are pooled the same way.
+        using var probe = new FisherProbe(w, heads: pooling);
+        var stats = new TokenStatistics(Config.Depth, Config.Patches);
+        probe.Measure(img, 1, stats);
+        var dense = new DenseRecorder(Config, checker.Rule);
+        engine.Infer(img, a, dense);
+        for (int l = 0; l < Config.Depth; l++)
+            for (int p = 0; p < Config.Patches; p++)
+                Assert.Equal(dense.Scores[l][p + Config.PrefixTokens], stats.Scores[l * Config.Patches + p]);
+    }
+
+    /// <summary>Keeps every token and records, per block, each token's pooled class score under a rule.</summary>
+    private sealed class DenseRecorder(VitConfig config, ThresholdRule rule) : ITokenReducer
+    {
+        public readonly float[][] Scores = Enumerable.Range(0, config.Depth).Select(_ => new float[config.Tokens]).ToArray();
+        public string Name => "record";
+        public ReductionNeeds Needs => ReductionNeeds.None;
+        public ThresholdRule AttentionRule => rule;
+        public int Reduce(int block, TokenReductionContext c)
+        {
+            new ReadOnlySpan<float>(c.ClassScore, c.Count).CopyTo(Scores[block]);
+            return c.Count;
+        }
+    }
+
+    /// <summary>Every head's softmax against a double-precision one with log(min(size, cap)) on the logits; then the fused rule.</summary>
+    private sealed class CappedAttentionReference(float[] thresholds, ThresholdRule rule) : ITokenReducer
+    {
+        public int Rows, CappedFused;
+        public string Name => "capped-check";
+        public ReductionNeeds Needs => ReductionNeeds.AttentionProbabilities | ReductionNeeds.ProportionalAttention;
+        public ThresholdRule AttentionRule => rule;
+        public int Reduce(int block, TokenReductionContext c)
+        {
+            double cap = rule.FusedSizeCap > 0 ? rule.FusedSizeCap : double.PositiveInfinity;
+            double scale = 1 / Math.Sqrt(c.HeadDim);
+            for (int t = 0; t < c.Count; t++) if (c.Sizes[t] > cap) { CappedFused++; break; }
+            for (int h = 0; h < c.Heads; h++)
+                for (int i = 0; i < c.Count; i += 7)
+                {
+                    var p = ReferenceSoftmaxRow(c, h, i, scale, s => Math.Log(Math.Min(s, cap)));
+                    for (int j = 0; j < c.Count; j++) Assert.Equal(p[j], c.Probability(h, i, j), 2e-6);
+                    Rows++;
+                }
+            return c.KeepAbove(thresholds[block], rule);
+        }
+    }
+
+    [Theory]
+    [InlineData(0f)]  // uncapped: log(size)
+    [InlineData(1f)]  // log(1) = 0: no proportional attention
+    [InlineData(4f)]
+    public void CappedProportionalAttentionAddsTheLogOfTheCappedSizeInDoublePrecision(float cap)
+    {
+        var w = VitWeights.Random(Config, seed: 16);
+        using var engine = new VitEngine(w);
+        var logits = new float[Config.Classes];
+        var rule = new ThresholdRule(ScoreScale.Raw, FuseDropped: true, FusedSizeCap: cap);
+        float[] thresholds = [0.012f, 0.015f, 0.014f, 0.016f, 0.015f, 0.015f];
+        var checker = new CappedAttentionReference(thresholds, rule);
+        for (int i = 0; i < 3; i++) engine.Infer(Reduction.ReducerHookTests.RandomImage(Config, 120 + i), logits, checker);
+        Assert.True(checker.Rows > 0);
+        if (cap > 0) Assert.True(checker.CappedFused > 0, "no fused token grew past the cap: the test could not see it");
+
+        // The production path matches the reducer path bit for bit.
+        var img = Reduction.ReducerHookTests.RandomImage(Config, 130);
+        var a = new float[Config.Classes];
+        var b = new float[Config.Classes];
+        var ta = engine.Infer(img, a, thresholds, rule).TokensPerBlock.ToArray();
+        var tb = engine.Infer(img, b, new ThresholdPruning(Config, thresholds, rule: rule)).TokensPerBlock.ToArray();
+        Assert.Equal(a, b);
+        Assert.Equal(ta, tb);
+    }
+
+    [Fact]
+    public void TheRuleRoundTripsThroughTheThresholdsFileAsVersion3OnlyWhenItNeedsTo()
+    {
+        var w = VitWeights.Random(Config, seed: 17);
+        var path = Path.Combine(Path.GetTempPath(), $"edgevit-rule-{Guid.NewGuid():N}.json");
+        try
+        {
+            foreach (var (rule, version) in new[]
+            {
+                (ThresholdRule.Raw, 2), (new ThresholdRule(FuseDropped: true), 2), (new ThresholdRule(Heads: HeadPooling.Max), 3),
+                (new ThresholdRule(ScoreScale.RelativeToMean, true, HeadPooling.Mean, 8f), 3), (new ThresholdRule(ScoreScale.Raw, true, HeadPooling.Max, 2.5f), 3),
+                (new ThresholdRule(ScoreMemory: 0.5f), 3), (new ThresholdRule(Heads: HeadPooling.MeanWithoutPrefix), 3),
+            })
+            {
+                var file = new ThresholdFile
+                {
+                    ModelFingerprint = w.Fingerprint, ModelDescription = Config.Describe(), Depth = Config.Depth, DenseGFlops = 1, CalibrationImages = 1,
+                    CalibrationOptions = new Dictionary<string, string>(), Rule = rule,
+                    Sets = [new ThresholdSet(0.5, new float[Config.Depth], new double[Config.Depth], 0.5, 0.5, 0, new double[Config.Depth]) { Rule = rule }],
+                };
+                file.Save(path);
+                var node = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path))!;
+                Assert.Equal(version, (int)node["version"]!);
+                var loaded = ThresholdFile.Load(path);
+                Assert.Equal(rule, loaded.Rule);
+                Assert.Equal(rule, loaded.Sets[0].Rule);
+            }
+            var bad = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path))!;
+            bad["rule"]!["heads"] = "median";
+            File.WriteAllText(path, bad.ToJsonString());
+            Assert.Contains("unknown rule.heads 'median'", Assert.Throws<ModelFormatException>(() => ThresholdFile.Load(path)).Message);
+            bad["rule"]!["heads"] = "max";
+            bad["rule"]!["fused_size_cap"] = -1;
+            File.WriteAllText(path, bad.ToJsonString());
+            Assert.Contains("fused_size_cap", Assert.Throws<ModelFormatException>(() => ThresholdFile.Load(path)).Message);
+        }
+        finally { File.Delete(path); }
+    }
+    /// <summary>Tracks each token's running score in double precision from the reference class attention, and checks the engine's.</summary>
+    private sealed class RunningScoreReference(float[] thresholds, ThresholdRule rule) : ITokenReducer
+    {
+        private readonly Dictionary<int, double> _running = new();
+        public int Checked, Dropped;
+        public string Name => "running-check";
+        public ReductionNeeds Needs => ReductionNeeds.None;
+        public ThresholdRule AttentionRule => rule;
+        public void BeginImage(TokenReductionContext c) => _running.Clear();
+        public int Reduce(int block, TokenReductionContext c)
+        {
+            var a = ReferenceClassAttention(c, _ => 0);
+            double m = rule.ScoreMemory;
+            for (int t = c.PrefixTokens; t < c.Count; t++)
+            {
+                double now = a.Average(row => row[t]);
+                int id = c.TokenIds[t];
+                double r = block == 0 ? now : m * _running[id] + (1 - m) * now;
+                _running[id] = r;
+                Assert.Equal(r, c.ClassScore[t], 2e-6);
+                Checked++;
+            }
+            int kept = c.KeepAbove(thresholds[block], rule);
+            Dropped += c.Count - kept;
+            return kept;
+        }
+    }
+
+    [Fact]
+    public void RunningMeanScoreFollowsEachTokenAcrossBlocksAndCompactionInDoublePrecision()
+    {
+        var w = VitWeights.Random(Config, seed: 18);
+        using var engine = new VitEngine(w);
+        var logits = new float[Config.Classes];
+        var rule = new ThresholdRule(ScoreMemory: 0.6f);
+        float[] thresholds = [float.NegativeInfinity, 0.014f, 0.016f, 0.017f, 0.018f, 0.02f];
+        var checker = new RunningScoreReference(thresholds, rule);
+        for (int i = 0; i < 3; i++) engine.Infer(Reduction.ReducerHookTests.RandomImage(Config, 140 + i), logits, checker);
+        Assert.True(checker.Dropped > 0, "the thresholds should prune something, so the running scores must follow compaction");
+
+        var img = Reduction.ReducerHookTests.RandomImage(Config, 150);
+        var a = new float[Config.Classes];
+        var b = new float[Config.Classes];
+        var ta = engine.Infer(img, a, thresholds, rule).TokensPerBlock.ToArray();
+        var tb = engine.Infer(img, b, new ThresholdPruning(Config, thresholds, rule: rule)).TokensPerBlock.ToArray();
+        Assert.Equal(a, b);
+        Assert.Equal(ta, tb);
+        Assert.NotEqual(engine.Infer(img, b, thresholds).TokensPerBlock.ToArray(), ta); // memory changes what is kept
     }
 }

@@ -61,7 +61,7 @@ public static class CalibrateCommand
         score.AcceptOnlyFromAmong("relative", "raw");
         var fuse = new Option<string>("--fuse")
         {
-            Description = "on (default): tokens under the threshold are averaged (weighted by class attention) into one extra token with proportional attention (size capped by --fused-size-cap); off: they are dropped.",
+            Description = "on: tokens under the threshold are averaged (weighted by class attention) into one extra token with proportional attention (size capped by --fused-size-cap); off (default; on was no better in top-1 on imagenet-val, bench/RESULTS.md §5): they are dropped.",
             DefaultValueFactory = _ => ThresholdRule.Default.FuseDropped ? "on" : "off",
             HelpName = "on|off",
         };
@@ -75,8 +75,8 @@ public static class CalibrateCommand
         heads.AcceptOnlyFromAmong("mean", "max", "mean-without-cls");
         var sizeCap = new Option<double>("--fused-size-cap")
         {
-            Description = $"With --fuse on: the fused token's proportional attention adds log(min(size, C)) to its logit (default {ThresholdRule.Default.FusedSizeCap:0.###}; 0 = log(size), uncapped, much worse at 0.5; 1 = no proportional attention).",
-            DefaultValueFactory = _ => ThresholdRule.Default.FusedSizeCap,
+            Description = $"With --fuse on: the fused token's proportional attention adds log(min(size, C)) to its logit (default {ThresholdRule.FusedSizeCapDefault:0.###}; 0 = log(size), uncapped, much worse at 0.5; 1 = no proportional attention).",
+            DefaultValueFactory = _ => ThresholdRule.FusedSizeCapDefault,
             HelpName = "C",
         };
         var memory = new Option<double>("--score-memory")

@@ -227,7 +227,7 @@ public sealed unsafe partial class VitEngine
     /// tokens always sit first (pruning and every reducer keep them in front). An observer (the calibration probe)
     /// sees complete block states, so with one attached every row is computed.
     /// </summary>
-    private int LiveRows(int l, int n) => l == Config.Depth - 1 && Observer is null ? Math.Min(n, Config.PrefixTokens) : n;
+    internal int LiveRows(int l, int n) => l == Config.Depth - 1 && Observer is null ? Math.Min(n, Config.PrefixTokens) : n;
 
     /// <summary>Prunes on the class scores at threshold tau (-inf or NaN: none), then x += MLP(LN2(x)); returns the new count.</summary>
     internal int MlpStage(int l, int n, float tau, ThresholdRule rule = default)
@@ -269,9 +269,6 @@ public sealed unsafe partial class VitEngine
         blk.Fc2.Apply(_ws.Hidden, c.MlpDim, count, x, d, accumulate: true, pool: _pool);
         Lap(ForwardStage.Fc2, ref t);
     }
-
-    /// <summary>Rows of block l that <see cref="MlpStage"/> runs the MLP on when n tokens are kept.</summary>
-    internal int MlpLiveRows(int l, int n) => LiveRows(l, n);
 
     internal void FinishImage(Span<float> logits)
     {

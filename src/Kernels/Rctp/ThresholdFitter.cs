@@ -211,32 +211,34 @@ public sealed unsafe class ThresholdFitter : IDisposable
             Stage($"block {l} attention");
             var sorted = SortedScores(scores, state);
 
-            // Largest subtree last: it reuses this node's state in place, the others get copies.
-            var groups = members.GroupBy(p => targets[p][l]).OrderBy(g => g.Count()).ToArray();
+            var groups = members.GroupBy(p => targets[p][l]).ToArray();
             if (groups.Length > 1)
             {
                 BranchSharingTheMlp(l, groups, state, scores, sorted);
                 return;
             }
-            for (int g = 0; g < groups.Length; g++)
+            // One keep count: the only branch continues in the node's own state.
+            float tau = TauFor(groups[0].Key, sorted);
+            MlpInPlace(l, state, tau, scores);
+            double mean = state.N.Average();
+            foreach (int p in members) { thresholds[p][l] = tau; meanTokens[p][l] = mean; }
+            Walk(l + 1, members, state);
+        }
+
+        /// <summary>Prunes every image of <paramref name="s"/> at tau and runs block l's MLP on what is kept, in place.</summary>
+        void MlpInPlace(int l, State s, float tau, float[][] scores)
+        {
+            var flops = new FlopsModel(_c);
+            ForEachImage((engine, i) =>
             {
-                var next = g == groups.Length - 1 ? state : state.Clone(); // the last group takes the node's own state
-                long target = groups[g].Key;
-                float tau = target >= sorted.Length ? float.NegativeInfinity : KeepTopThreshold(sorted, target);
-                ForEachImage((engine, i) =>
-                {
-                    engine.LoadState(next.N[i], next.X(i), next.Ids[i], next.Sizes[i], next.Running[i]);
-                    engine.LoadClassScores(scores[i]);
-                    int kept = engine.MlpStage(l, next.N[i], tau, Rule);
-                    engine.SaveState(kept, next.X(i), next.Ids[i], next.Sizes[i], next.Running[i]);
-                    next.Flops[i] += flops.Mlp(kept);
-                    next.N[i] = kept;
-                });
-                Stage($"block {l} MLP");
-                double mean = next.N.Average();
-                foreach (int p in groups[g]) { thresholds[p][l] = tau; meanTokens[p][l] = mean; }
-                Walk(l + 1, groups[g].ToArray(), next);
-            }
+                engine.LoadState(s.N[i], s.X(i), s.Ids[i], s.Sizes[i], s.Running[i]);
+                engine.LoadClassScores(scores[i]);
+                int kept = engine.MlpStage(l, s.N[i], tau, Rule);
+                engine.SaveState(kept, s.X(i), s.Ids[i], s.Sizes[i], s.Running[i]);
+                s.Flops[i] += flops.Mlp(kept);
+                s.N[i] = kept;
+            });
+            Stage($"block {l} MLP");
         }
 
         /// <summary>
@@ -251,20 +253,11 @@ public sealed unsafe class ThresholdFitter : IDisposable
         {
             int d = _c.EmbedDim;
             var flops = new FlopsModel(_c);
-            var tau = groups.Select(g => g.Key >= sorted.Length ? float.NegativeInfinity : KeepTopThreshold(sorted, g.Key)).ToArray();
+            var tau = groups.Select(g => TauFor(g.Key, sorted)).ToArray();
             int loosest = 0;
             for (int g = 1; g < groups.Length; g++) if (tau[g] < tau[loosest]) loosest = g;
             var shared = state.Clone();
-            ForEachImage((engine, i) =>
-            {
-                engine.LoadState(shared.N[i], shared.X(i), shared.Ids[i], shared.Sizes[i], shared.Running[i]);
-                engine.LoadClassScores(scores[i]);
-                int kept = engine.MlpStage(l, shared.N[i], tau[loosest], Rule);
-                engine.SaveState(kept, shared.X(i), shared.Ids[i], shared.Sizes[i], shared.Running[i]);
-                shared.Flops[i] += flops.Mlp(kept);
-                shared.N[i] = kept;
-            });
-            Stage($"block {l} MLP");
+            MlpInPlace(l, shared, tau[loosest], scores);
 
             var others = Enumerable.Range(0, groups.Length).Where(g => g != loosest).ToArray();
             for (int k = 0; k < others.Length; k++)
@@ -276,22 +269,19 @@ public sealed unsafe class ThresholdFitter : IDisposable
                     engine.LoadState(next.N[i], next.X(i), next.Ids[i], next.Sizes[i], next.Running[i]);
                     engine.LoadClassScores(scores[i]);
                     int kept = engine.PruneStage(l, next.N[i], tau[g], Rule);
+                    int live = engine.LiveRows(l, kept);
+                    // Compaction puts the branch's own fused token (if any) last: only that row runs the MLP here.
+                    if (live > 0 && engine.LastStats.KeptTokenIds[l * _c.Tokens + live - 1] == TokenReductionContext.FusedId)
+                        engine.MlpRows(l, live - 1, 1);
                     engine.SaveState(kept, next.X(i), next.Ids[i], next.Sizes[i], next.Running[i]);
-                    int live = engine.MlpLiveRows(l, kept), fusedRow = -1;
                     Span<float> from = shared.X(i), to = next.X(i);
                     int[] ids = next.Ids[i], sharedIds = shared.Ids[i];
                     for (int r = 0, j = 0; r < live; r++)
                     {
-                        if (ids[r] == TokenReductionContext.FusedId) { fusedRow = r; continue; }
+                        if (ids[r] == TokenReductionContext.FusedId) continue;
                         while (j < shared.N[i] && sharedIds[j] != ids[r]) j++; // both keep node order
                         if (j == shared.N[i]) throw new InvalidOperationException($"block {l}: token {ids[r]} kept at {tau[g]} but not at {tau[loosest]}");
                         from.Slice(j * d, d).CopyTo(to.Slice(r * d, d));
-                    }
-                    if (fusedRow >= 0)
-                    {
-                        engine.LoadState(kept, next.X(i), ids, next.Sizes[i], next.Running[i]);
-                        engine.MlpRows(l, fusedRow, 1);
-                        engine.SaveState(kept, next.X(i), ids, next.Sizes[i], next.Running[i]);
                     }
                     next.Flops[i] += flops.Mlp(kept);
                     next.N[i] = kept;
@@ -363,6 +353,9 @@ public sealed unsafe class ThresholdFitter : IDisposable
             values[i] = BitConverter.UInt32BitsToSingle((k & 0x8000_0000u) != 0 ? k & 0x7FFF_FFFFu : ~k);
         }
     }
+
+    /// <summary>The threshold that keeps <paramref name="keep"/> of the pooled sorted scores (all of them: -inf, no pruning).</summary>
+    private static float TauFor(long keep, float[] sorted) => keep >= sorted.Length ? float.NegativeInfinity : KeepTopThreshold(sorted, keep);
 
     /// <summary>The value strictly below which all but the top <paramref name="keep"/> of the sorted scores fall.</summary>
     private static float KeepTopThreshold(float[] sorted, long keep)

@@ -146,7 +146,8 @@ public sealed unsafe class TokenReductionContext
         int end = Count;
         bool hadFused = fuse && end > PrefixTokens && TokenIds[end - 1] == FusedId;
         if (hadFused) end--; // the fused token is neither counted in the mean nor judged: it joins the new one
-        float cut = Cut(threshold, rule, ClassScore, PrefixTokens, end);
+        float cut = threshold;
+        if (rule.Scale == ScoreScale.RelativeToMean) cut = threshold * MeanPatchScore(ClassScore, PrefixTokens, end);
         int kept = PrefixTokens, d = Dim;
         double weight = 0, size = 0;
         if (fuse) _fuseAcc.AsSpan().Clear();
@@ -171,13 +172,6 @@ public sealed unsafe class TokenReductionContext
         RunningScore[kept] = 0; // never judged, so its running score is never read
         return kept + 1;
     }
-
-    /// <summary>
-    /// The class-score value a patch token must exceed to survive <paramref name="threshold"/> under the rule's scale,
-    /// for patches prefix..end-1 (the threshold fitter selects with it too, so both judge alike).
-    /// </summary>
-    public static float Cut(float threshold, ThresholdRule rule, float* scores, int prefix, int end) =>
-        rule.Scale == ScoreScale.RelativeToMean ? threshold * MeanPatchScore(scores, prefix, end) : threshold;
 
     /// <summary>Token id of RCTP's fused token.</summary>
     public const int FusedId = -1;

@@ -59,7 +59,7 @@ public static class CompareCommand
         {
             model, images, synsets, budgets, output, methods, limit, workers, calImages, calSynsets, rctpThresholds, simd, json, precision,
         };
-        command.SetAction(parse => Run(stdout, new CompareArgs(
+        command.SetAction(parse => Run(stdout, parse.InvocationConfiguration.Error, new CompareArgs(
             parse.GetRequiredValue(model), parse.GetRequiredValue(images), parse.GetRequiredValue(synsets),
             parse.GetValue(budgets) ?? "0.5,0.6,0.7,0.8,0.9", parse.GetRequiredValue(output), parse.GetValue(methods) ?? MethodCatalog.DefaultMethods,
             parse.GetValue(limit), parse.GetValue(workers), parse.GetValue(rctpThresholds), CommonOptions.ParseSimd(parse.GetValue(simd)), parse.GetValue(json))
@@ -80,10 +80,12 @@ public static class CompareCommand
         public string? CalibrationSynsets { get; init; }
     }
 
-    public static int Run(TextWriter stdout, CompareArgs a)
+    /// <param name="stderr">Progress (stages, calibration, budget matching, images evaluated), with or without --json;
+    /// stdout carries only the results (the table, or --json's one line).</param>
+    public static int Run(TextWriter stdout, TextWriter? stderr, CompareArgs a)
     {
         long wallStart = Stopwatch.GetTimestamp();
-        void Log(string line) { if (!a.Json) { lock (stdout) stdout.WriteLine(line); } }
+        void Log(string line) { if (stderr is not null) { lock (stderr) { stderr.WriteLine("edgevit: compare: " + line); stderr.Flush(); } } }
 
         // Cheap checks first (usage, then files), before the model or any image is loaded.
         var methodNames = MethodCatalog.Parse(a.Methods);

@@ -41,6 +41,7 @@ public static class RoundRobinEvaluation
         for (int w = 0; w < 2; w++)
             foreach (var runner in runners) Infer(engine, runner.Reducer, images[w % n], logits);
 
+        long start = Stopwatch.GetTimestamp();
         for (int i = 0; i < n; i++)
         {
             for (int j = 0; j < r; j++)
@@ -56,7 +57,11 @@ public static class RoundRobinEvaluation
                 runner.Top1[i] = k > 0 && best[0] == labels[i];
                 runner.Top5[i] = best.AsSpan(0, k).Contains(labels[i]);
             }
-            if ((i + 1) % 100 == 0 || i + 1 == n) log($"evaluated {i + 1}/{n} images x {r} runs");
+            if ((i + 1) % 100 == 0 || i + 1 == n)
+            {
+                double s = Inputs.Ms(start, Stopwatch.GetTimestamp()) / 1000;
+                log($"evaluated {i + 1}/{n} images x {r} runs, {s:F0} s elapsed, ETA {s / (i + 1) * (n - i - 1):F0} s");
+            }
         }
     }
 

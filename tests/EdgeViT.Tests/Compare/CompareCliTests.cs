@@ -143,7 +143,9 @@ public class CompareCliTests
         Assert.Equal(560, BinaryPrimitives.ReadInt32BigEndian(png.AsSpan(20)));
         Assert.InRange(png.Length, 20_000, 5_000_000);
 
-        // --json: the last stdout line is one object with the rows and the paths.
+        // --json: the last stdout line is one object with the rows and the paths; progress went to stderr.
+        Assert.Single(r.StdoutLines.Where(l => l.Trim().Length > 0));
+        Assert.Matches(@"edgevit: compare: evaluated 8/8 images x \d+ runs, \d+ s elapsed, ETA 0 s", r.Stderr);
         using var doc = JsonDocument.Parse(r.StdoutLines[^1]);
         var root = doc.RootElement;
         Assert.Equal(5, root.GetProperty("rows").GetArrayLength());

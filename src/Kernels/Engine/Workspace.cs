@@ -19,7 +19,7 @@ internal sealed unsafe class Workspace : IDisposable
     /// </summary>
     public readonly Int8AttentionBuffers? Int8;
 
-    internal struct Int8AttentionBuffers
+    public sealed class Int8AttentionBuffers
     {
         public Int8Kernel Kernel;
         public byte* KT, V, Q, P;
@@ -56,7 +56,7 @@ internal sealed unsafe class Workspace : IDisposable
         if (int8Attention is { } k)
         {
             int hd = c.HeadDim, rows = ChunkRows;
-            var b = new Int8AttentionBuffers
+            var b = Int8 = new Int8AttentionBuffers
             {
                 Kernel = k,
                 KTStride = Int8Attention.KeysBytes(k, t, hd), VStride = Int8Attention.ValuesBytes(k, t, hd),
@@ -75,7 +75,6 @@ internal sealed unsafe class Workspace : IDisposable
             b.PScale = Alloc((long)threads * rows);
             b.ZeroBias = Alloc(Math.Max(b.KColumns, b.VColumns));
             b.Scratch = Alloc((long)c.Heads * 2 * hd);
-            Int8 = b;
         }
     }
 

@@ -1,4 +1,3 @@
-using EdgeViT.Kernels.Quant;
 using EdgeViT.Kernels.Reduction;
 using EdgeViT.Kernels.Simd;
 
@@ -15,14 +14,6 @@ public sealed unsafe partial class VitEngine
         public long KTStride, VStride, ScratchStride;
         public float Scale;
         public SimdLevel Level;
-        // int8 attention (Int8 set): Workspace.Int8's buffers, copied here because the job lives behind a pointer.
-        public bool Int8;
-        public Int8Kernel Kernel;
-        public byte* KT8, V8, Q8, P8;
-        public float* KScale8, VScale8, QScale8, PScale8, ZeroBias8, Scratch8;
-        public int* KCorr8, VCorr8;
-        public long KT8Stride, V8Stride;
-        public int KColumns8, VColumns8, QRowBytes8, PRowBytes8;
     }
 
     /// <summary>
@@ -50,17 +41,8 @@ public sealed unsafe partial class VitEngine
             Scale = scale, Level = Simd, Proportional = proportional, KeyBias = _ws.KeyBias, Probabilities = probabilities,
         };
         job.Chunks = (queryRows + job.ChunkRows - 1) / job.ChunkRows;
-        if (_ws.Int8 is { } i8)
-        {
-            job.Int8 = true; job.Kernel = i8.Kernel;
-            job.KT8 = i8.KT; job.V8 = i8.V; job.Q8 = i8.Q; job.P8 = i8.P;
-            job.KScale8 = i8.KScale; job.VScale8 = i8.VScale; job.QScale8 = i8.QScale; job.PScale8 = i8.PScale;
-            job.ZeroBias8 = i8.ZeroBias; job.Scratch8 = i8.Scratch; job.KCorr8 = i8.KCorr; job.VCorr8 = i8.VCorr;
-            job.KT8Stride = i8.KTStride; job.V8Stride = i8.VStride; job.KColumns8 = i8.KColumns; job.VColumns8 = i8.VColumns;
-            job.QRowBytes8 = i8.QRowBytes; job.PRowBytes8 = i8.PRowBytes;
-        }
-        _pool.Run(2 * c.Heads, job.Int8 ? &PackHeadInt8 : &PackHead, &job);
-        _pool.Run(c.Heads * job.Chunks, job.Int8 ? &AttendChunkInt8 : &AttendChunk, &job);
+        _pool.Run(2 * c.Heads, &PackHead, &job);
+        _pool.Run(c.Heads * job.Chunks, &AttendChunk, &job);
 
         // Head-averaged (or max-over-heads) class attention: the score RCTP's thresholds are compared with.
         float inv = 1f / c.Heads;
@@ -116,51 +98,5 @@ public sealed unsafe partial class VitEngine
         if (r0 == 0) new ReadOnlySpan<float>(s, j.Tokens).CopyTo(new Span<float>(j.ClassAttention + h * j.MaxTokens, j.Tokens));
         Gemm.MultiplyPacked(j.Level, s, j.ScoreStride, rows, j.V + h * j.VStride, null, j.Tokens, j.HeadDim,
             j.Out + (long)r0 * j.Dim + h * j.HeadDim, j.Dim);
-    }
-
-    // ---- int8 attention: the same tasks with S = Q K^T and O = P V on the int8 microkernel (Int8Attention's
-    // quantisation); scores, softmax, the class attention and proportional attention stay fp32.
-
-    private static void PackHeadInt8(void* ctx, int task, int worker)
-    {
-        ref var j = ref *(AttentionJob*)ctx;
-        int h = task >> 1, ld = 3 * j.Dim;
-        if ((task & 1) == 0)
-            Int8Attention.PackKeys(j.Qkv + j.Dim + h * j.HeadDim, ld, j.Tokens, j.HeadDim, j.Kernel, j.KT8 + h * j.KT8Stride,
-                j.KScale8 + h * j.KColumns8, j.KCorr8 + h * j.KColumns8);
-        else
-            Int8Attention.PackValues(j.Qkv + 2 * j.Dim + h * j.HeadDim, ld, j.Tokens, j.HeadDim, j.Kernel, j.V8 + h * j.V8Stride,
-                j.VScale8 + h * j.VColumns8, j.VCorr8 + h * j.VColumns8, j.Scratch8 + h * 2 * j.HeadDim);
-    }
-
-    private static void AttendChunkInt8(void* ctx, int task, int worker)
-    {
-        ref var j = ref *(AttentionJob*)ctx;
-        int h = task / j.Chunks, r0 = task % j.Chunks * j.ChunkRows, rows = Math.Min(j.ChunkRows, j.QueryRows - r0);
-        float* s = j.Scores + worker * j.ScratchStride;
-        byte* q8 = j.Q8 + (long)worker * j.ChunkRows * j.QRowBytes8, p8 = j.P8 + (long)worker * j.ChunkRows * j.PRowBytes8;
-        float* qScale = j.QScale8 + worker * j.ChunkRows, pScale = j.PScale8 + worker * j.ChunkRows;
-        int qGroups = Int8Attention.Groups(j.Kernel, j.HeadDim), pGroups = Int8Attention.Groups(j.Kernel, j.Tokens);
-        for (int r = 0; r < rows; r++)
-        {
-            float* q = j.Qkv + (long)(r0 + r) * 3 * j.Dim + h * j.HeadDim;
-            float amax = Int8Gemm.MaxAbs(q, j.HeadDim);
-            qScale[r] = amax / QuantizedLinear.ActivationLevel;
-            Int8Gemm.Quantize(q, j.HeadDim, amax > 0f ? QuantizedLinear.ActivationLevel / amax : 0f, q8 + (long)r * j.QRowBytes8, qGroups, j.Kernel);
-        }
-        Int8Gemm.MultiplyQuantized(q8, j.QRowBytes8, rows, j.KT8 + h * j.KT8Stride, qGroups, j.Tokens, j.Kernel,
-            j.KScale8 + h * j.KColumns8, qScale, j.ZeroBias8, j.KCorr8 + h * j.KColumns8, s, j.ScoreStride);
-        for (int r = 0; r < rows; r++)
-        {
-            float* row = s + (long)r * j.ScoreStride;
-            if (j.Proportional) Elementwise.AddInPlace(j.Level, row, j.KeyBias, j.Tokens);
-            Elementwise.Softmax(j.Level, row, j.Tokens, j.Scale);
-            if (j.Probabilities != null)
-                new ReadOnlySpan<float>(row, j.Tokens).CopyTo(new Span<float>(j.Probabilities + ((long)h * j.MaxTokens + r0 + r) * j.ScoreStride, j.Tokens));
-            pScale[r] = Int8Attention.QuantizeProbabilities(row, j.Tokens, j.Kernel, p8 + (long)r * j.PRowBytes8);
-        }
-        if (r0 == 0) new ReadOnlySpan<float>(s, j.Tokens).CopyTo(new Span<float>(j.ClassAttention + h * j.MaxTokens, j.Tokens));
-        Int8Gemm.MultiplyQuantized(p8, j.PRowBytes8, rows, j.V8 + h * j.V8Stride, pGroups, j.HeadDim, j.Kernel,
-            j.VScale8 + h * j.VColumns8, pScale, j.ZeroBias8, j.VCorr8 + h * j.VColumns8, j.Out + (long)r0 * j.Dim + h * j.HeadDim, j.Dim);
     }
 }

@@ -88,7 +88,7 @@ public sealed unsafe partial class VitEngine
         }
         else _blocks = weights.Blocks.Select(b => new PackedBlock(b, Simd)).ToArray();
         _pool = new WorkerPool(Options.Threads);
-        _ws = new Workspace(c, Simd, Options.Threads, Options.Precision == Precision.Int8 && Options.Int8Attention ? Int8Kernel : null);
+        _ws = new Workspace(c, Simd, Options.Threads);
         _reduction = new TokenReductionContext(c, Simd, _ws.X, _ws.Qkv, _ws.ClassScore, _ws.ClassAttention, _ws.Sizes, _ws.TokenIds, _ws.RunningScore);
     }
 

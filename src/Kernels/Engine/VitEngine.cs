@@ -13,8 +13,6 @@ public sealed record EngineOptions(int Threads = 1, SimdLevel? Simd = null)
     public QuantizedWeights? Quantized { get; init; }
     /// <summary>With <see cref="Precision.Int8"/>: the inner loop (tests pin each one); null = the one for <see cref="Simd"/>.</summary>
     public Int8Kernel? Int8Kernel { get; init; }
-    /// <summary>With <see cref="Precision.Int8"/>: Q K^T and P V on the int8 kernel too (default); false keeps attention fp32.</summary>
-    public bool Int8Attention { get; init; } = true;
 }
 
 /// <summary>What one forward pass did: multiply-adds actually executed and tokens each block kept.</summary>

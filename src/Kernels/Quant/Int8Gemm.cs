@@ -73,31 +73,6 @@ public static unsafe class Int8Gemm
         Run(ref job, pool);
     }
 
-    /// <summary>
-    /// C[m x N] = acc * colScale[n] * rowScale[r] + bias[n] for rows already in the kernel's layout (row stride ldq
-    /// bytes) against a packed B of N columns and K = groups * KGroup, on this thread: the attention products, whose
-    /// operands <see cref="Int8Attention"/> quantises per image. corr: every column's accumulator start.
-    /// </summary>
-    internal static void MultiplyQuantized(byte* q, int ldq, int m, byte* b, int groups, int n, Int8Kernel kernel,
-        float* colScale, float* rowScale, float* bias, int* corr, float* c, int ldc)
-    {
-        var job = new Job
-        {
-            M = m, B = b, K = groups * Int8Kernels.KGroup(kernel), N = n, Groups = groups, Kernel = kernel,
-            Q = q, Ldq = ldq, RowScale = rowScale, Scale = colScale, Bias = bias, Corr = corr, C = c, Ldc = ldc,
-        };
-        int w = Int8Kernels.PanelWidth(kernel);
-        RunRange(ref job, 0, (n + w - 1) / w, 0, m);
-    }
-
-    /// <summary>The exact int32 sums of <see cref="MultiplyQuantized"/> (tests).</summary>
-    internal static void MultiplyQuantizedInt(byte* q, int ldq, int m, byte* b, int groups, int n, Int8Kernel kernel, int* corr, int* c, int ldc)
-    {
-        var job = new Job { M = m, B = b, K = groups * Int8Kernels.KGroup(kernel), N = n, Groups = groups, Kernel = kernel, Q = q, Ldq = ldq, Corr = corr, RawOut = c, Ldc = ldc };
-        int w = Int8Kernels.PanelWidth(kernel);
-        RunRange(ref job, 0, (n + w - 1) / w, 0, m);
-    }
-
     private struct Job
     {
         public float* A, C, RowScale, Scale, Bias;

@@ -70,7 +70,7 @@ public static class EvalCommand
         pruning.AddTo(command);
         var precision = new PrecisionOptions();
         precision.AddTo(command);
-        command.SetAction(parse => Run(stdout, new EvalArgs(
+        command.SetAction(parse => Run(stdout, parse.InvocationConfiguration.Error, new EvalArgs(
             parse.GetRequiredValue(model), parse.GetRequiredValue(images), parse.GetRequiredValue(synsets), parse.GetValue(limit),
             parse.GetValue(threads), parse.GetValue(prefetch), CommonOptions.ParseSimd(parse.GetValue(simd)), parse.GetValue(json))
         {
@@ -101,7 +101,8 @@ public static class EvalCommand
         public string? OnnxRuntime { get; init; }
     }
 
-    public static int Run(TextWriter stdout, EvalArgs a)
+    /// <param name="stderr">Progress every 100 images (running top-1, elapsed, ETA), with or without --json; stdout carries the result.</param>
+    public static int Run(TextWriter stdout, TextWriter? stderr, EvalArgs a)
     {
         long wallStart = Stopwatch.GetTimestamp();
 
@@ -160,6 +161,7 @@ public static class EvalCommand
 
         using (var pipeline = new PreprocessPipeline(paths, preprocessor, a.Prefetch))
         {
+            long loopStart = Stopwatch.GetTimestamp();
             for (int i = 0; i < n; i++)
             {
                 var item = pipeline.Next();
@@ -187,8 +189,12 @@ public static class EvalCommand
                 if (k > 0 && best[0] == labels[i]) correct1++;
                 if (best.AsSpan(0, k).Contains(labels[i])) correct5++;
 
-                if (!a.Json && ((i + 1) % 100 == 0 || i + 1 == n))
-                    stdout.WriteLine($"  {i + 1,5}/{n}  top-1 {100.0 * correct1 / (i + 1),6:F2} %  top-5 {100.0 * correct5 / (i + 1),6:F2} %");
+                if (stderr is not null && ((i + 1) % 100 == 0 || i + 1 == n))
+                {
+                    double s = Inputs.Ms(loopStart, Stopwatch.GetTimestamp()) / 1000;
+                    stderr.WriteLine($"edgevit: eval: {i + 1}/{n} images, top-1 {100.0 * correct1 / (i + 1):F2} %, top-5 {100.0 * correct5 / (i + 1):F2} %, {s:F0} s elapsed, ETA {s / (i + 1) * (n - i - 1):F0} s");
+                    stderr.Flush();
+                }
             }
         }
 

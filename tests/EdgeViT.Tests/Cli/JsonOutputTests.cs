@@ -77,6 +77,8 @@ public class JsonOutputTests
         var r = CliHarness.Run("eval", "--model", SharedAssets.ModelSafetensors, "--images", SharedAssets.ImagesDir,
             "--synsets", SharedAssets.Synsets, "--limit", "4", "--json");
         Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.Single(r.StdoutLines); // progress goes to stderr, so --json's stdout is the one object
+        Assert.Matches(@"edgevit: eval: 4/4 images, top-1 \d+\.\d\d %, top-5 \d+\.\d\d %, \d+ s elapsed, ETA 0 s", r.Stderr);
         var root = Parse(r.StdoutLines[^1]);
         AssertKeys(root, "images", "top1", "top5", "ms_median", "gflops_mean");
         Assert.Equal(4, root.GetProperty("images").GetInt32());

@@ -202,7 +202,7 @@ public static class CalibrateCommand
         var preprocessors = new System.Collections.Concurrent.ConcurrentBag<ImagePreprocessor>();
 
         void Log(string line) { if (!a.Json) { lock (stdout) stdout.WriteLine(line); } }
-        void Progress(string line) { if (stderr is not null) { lock (stderr) { stderr.WriteLine("edgevit: calibrate: " + line); stderr.Flush(); } } }
+        var progress = ProgressOutput.For(stderr, "calibrate");
         Log($"calibrating {config.Describe()} on {paths.Count} images{(copies > 1 ? " and their mirror images" : "")} ({a.Split}, {(a.PseudoLabels ? "pseudo-labels" : "labels from file names")}), " +
             $"{a.Candidates} candidates per block, Fisher at the {(a.FisherSite == FisherSite.TokenState ? "token state" : "MSA output")}, {grid.Length} budgets, {a.Workers} workers, fitted on the {a.Precision.Name} engine, thresholds on {a.Rule}, plan constraints: {a.Constraints}, depth weights {a.DepthWeights}, max drop {a.MaxDrops}");
 
@@ -221,7 +221,7 @@ public static class CalibrateCommand
             try { Inputs.LoadImage(paths[i / copies], pre, chw); }
             finally { preprocessors.Add(pre); }
             if (i % copies == 1) ImagePreprocessor.MirrorHorizontally(chw, config.InChannels, config.ImageSize);
-        }, labels, grid, new CalibrationOptions(a.Candidates, a.FisherSite, a.Workers, a.KeepBins, Simd: a.Simd) { Precision = a.Precision.Value, Rule = a.Rule, Constraints = a.Constraints, DepthWeights = depthWeights, MaxDrops = maxDrops, Selection = a.Selection }, describe, Progress);
+        }, labels, grid, new CalibrationOptions(a.Candidates, a.FisherSite, a.Workers, a.KeepBins, Simd: a.Simd) { Precision = a.Precision.Value, Rule = a.Rule, Constraints = a.Constraints, DepthWeights = depthWeights, MaxDrops = maxDrops, Selection = a.Selection }, describe, progress);
 
         report.File.Save(a.Out);
         double wall = Inputs.Ms(start, Stopwatch.GetTimestamp()) / 1000;

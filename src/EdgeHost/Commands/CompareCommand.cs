@@ -85,7 +85,7 @@ public static class CompareCommand
     public static int Run(TextWriter stdout, TextWriter? stderr, CompareArgs a)
     {
         long wallStart = Stopwatch.GetTimestamp();
-        void Log(string line) { if (stderr is not null) { lock (stderr) { stderr.WriteLine("edgevit: compare: " + line); stderr.Flush(); } } }
+        var log = ProgressOutput.For(stderr, "compare");
 
         // Cheap checks first (usage, then files), before the model or any image is loaded.
         var methodNames = MethodCatalog.Parse(a.Methods);
@@ -121,7 +121,7 @@ public static class CompareCommand
         }
         Directory.CreateDirectory(a.Out);
 
-        Log($"compare {string.Join(", ", methodNames)} and dense on {config.Describe()} at budgets {string.Join(", ", budgets.Select(b => b.ToString("0.00", CultureInfo.InvariantCulture)))}; " +
+        log($"compare {string.Join(", ", methodNames)} and dense on {config.Describe()} at budgets {string.Join(", ", budgets.Select(b => b.ToString("0.00", CultureInfo.InvariantCulture)))}; " +
             $"{calibrationPaths.Count} calibration ({(separate ? a.CalibrationImages : "even")}) and {evalPaths.Count} evaluation ({(separate ? a.Images : "odd")}) images, {a.Workers} workers");
 
         // Decode and preprocess both splits once, in parallel: no decoding inside any timed region.
@@ -129,27 +129,27 @@ public static class CompareCommand
         var calibration = DecodeAll(calibrationPaths, config, a.Workers);
         var evaluation = DecodeAll(evalPaths, config, a.Workers);
         double decodeS = clock.Elapsed.TotalSeconds;
-        Log($"decoded {calibration.Length + evaluation.Length} images in {decodeS:F1} s");
+        log($"decoded {calibration.Length + evaluation.Length} images in {decodeS:F1} s");
 
         clock.Restart();
         var context = new CompareContext
         {
             Weights = weights, CalibrationImages = calibration, CalibrationLabels = calibrationLabels, Budgets = budgets,
             CalibrationSplit = separate ? Path.GetFullPath(a.CalibrationImages!) : "even",
-            Workers = a.Workers, Simd = a.Simd, Precision = a.Precision.Value, RctpThresholds = rctpFile, OutDir = a.Out, Log = Log,
+            Workers = a.Workers, Simd = a.Simd, Precision = a.Precision.Value, RctpThresholds = rctpFile, OutDir = a.Out, Log = log,
         };
         var instances = methodNames.Select(name => MethodCatalog.Create(name, context)).ToArray();
         double methodsS = clock.Elapsed.TotalSeconds;
 
         clock.Restart();
-        var matches = BudgetMatcher.Match(weights, instances, budgets, calibration, a.Workers, a.Simd, Log, a.Precision.Value);
+        var matches = BudgetMatcher.Match(weights, instances, budgets, calibration, a.Workers, a.Simd, log, a.Precision.Value);
         double matchS = clock.Elapsed.TotalSeconds;
 
         clock.Restart();
         var dense = new RunnerOutcomes(MethodCatalog.Dense, null, evaluation.Length);
         var runs = matches.Select(m => (Match: m, Outcomes: new RunnerOutcomes($"{m.Method}@{m.Budget}", m.Setting.Reducer, evaluation.Length))).ToList();
-        Log($"evaluating {runs.Count + 1} runs per image (round robin, 1 thread)");
-        RoundRobinEvaluation.Run(weights, a.Simd, evaluation, evalLabels, [dense, .. runs.Select(r => r.Outcomes)], Log, a.Precision.Value);
+        log($"evaluating {runs.Count + 1} runs per image (round robin, 1 thread)");
+        RoundRobinEvaluation.Run(weights, a.Simd, evaluation, evalLabels, [dense, .. runs.Select(r => r.Outcomes)], log, a.Precision.Value);
         double evalS = clock.Elapsed.TotalSeconds;
 
         var rows = CompareOutputs.BuildRows(dense, runs);

@@ -161,6 +161,7 @@ public static class EvalCommand
 
         using (var pipeline = new PreprocessPipeline(paths, preprocessor, a.Prefetch))
         {
+            var progress = ProgressOutput.For(stderr, "eval");
             long loopStart = Stopwatch.GetTimestamp();
             for (int i = 0; i < n; i++)
             {
@@ -189,12 +190,8 @@ public static class EvalCommand
                 if (k > 0 && best[0] == labels[i]) correct1++;
                 if (best.AsSpan(0, k).Contains(labels[i])) correct5++;
 
-                if (stderr is not null && ((i + 1) % 100 == 0 || i + 1 == n))
-                {
-                    double s = Inputs.Ms(loopStart, Stopwatch.GetTimestamp()) / 1000;
-                    stderr.WriteLine($"edgevit: eval: {i + 1}/{n} images, top-1 {100.0 * correct1 / (i + 1):F2} %, top-5 {100.0 * correct5 / (i + 1):F2} %, {s:F0} s elapsed, ETA {s / (i + 1) * (n - i - 1):F0} s");
-                    stderr.Flush();
-                }
+                if ((i + 1) % 100 == 0 || i + 1 == n)
+                    progress($"{i + 1}/{n} images, top-1 {100.0 * correct1 / (i + 1):F2} %, top-5 {100.0 * correct5 / (i + 1):F2} %, {ProgressOutput.ElapsedAndEta(loopStart, i + 1, n)}");
             }
         }
 

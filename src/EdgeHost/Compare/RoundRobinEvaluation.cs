@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using EdgeViT.Host.Evaluation;
+using EdgeViT.Host.Output;
 using EdgeViT.Kernels.Engine;
 using EdgeViT.Kernels.Model;
 using EdgeViT.Kernels.Reduction;
@@ -57,11 +58,7 @@ public static class RoundRobinEvaluation
                 runner.Top1[i] = k > 0 && best[0] == labels[i];
                 runner.Top5[i] = best.AsSpan(0, k).Contains(labels[i]);
             }
-            if ((i + 1) % 100 == 0 || i + 1 == n)
-            {
-                double s = Inputs.Ms(start, Stopwatch.GetTimestamp()) / 1000;
-                log($"evaluated {i + 1}/{n} images x {r} runs, {s:F0} s elapsed, ETA {s / (i + 1) * (n - i - 1):F0} s");
-            }
+            if ((i + 1) % 100 == 0 || i + 1 == n) log($"evaluated {i + 1}/{n} images x {r} runs, {ProgressOutput.ElapsedAndEta(start, i + 1, n)}");
         }
     }
 

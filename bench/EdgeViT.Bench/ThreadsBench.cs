@@ -45,13 +45,13 @@ internal static partial class ThreadsBench
             o.WriteLine($"{DateTime.UtcNow:yyyy-MM-dd}, {Path.GetFileName(model)}, SIMD {engines[0].Simd}, {iterations} iterations, engines alternated" +
                 (paceMs > 0 ? $", {paceMs} ms of sleep before every inference" : ""));
             o.WriteLine();
-            o.WriteLine($"| threads | median ms | p10 ms | p90 ms | vs {threadCounts[0]} thread(s) (median of paired ratios) | process CPU ms per inference |");
-            o.WriteLine("|---|---|---|---|---|---|");
+            o.WriteLine($"| threads | median ms | p10 ms | p90 ms | vs {threadCounts[0]} thread(s) (median of paired ratios) | process CPU ms per inference | pool stalls |");
+            o.WriteLine("|---|---|---|---|---|---|---|");
             for (int e = 0; e < engines.Length; e++)
             {
                 var ratios = ms[e].Zip(ms[0], (a, b) => a / b).Order().ToArray();
                 var sorted = ms[e].Order().ToArray();
-                o.WriteLine($"| {threadCounts[e]} | {sorted[iterations / 2]:F2} | {sorted[iterations / 10]:F2} | {sorted[iterations * 9 / 10]:F2} | **{ratios[iterations / 2]:F3}** | {cpu[e] / iterations:F2} |");
+                o.WriteLine($"| {threadCounts[e]} | {sorted[iterations / 2]:F2} | {sorted[iterations / 10]:F2} | {sorted[iterations * 9 / 10]:F2} | **{ratios[iterations / 2]:F3}** | {cpu[e] / iterations:F2} | {engines[e].ParallelStalls} |");
             }
         }
         finally { foreach (var e in engines) e.Dispose(); }

@@ -83,7 +83,8 @@ public sealed unsafe partial class VitEngine
     private static void AttendChunk(void* ctx, int task, int worker)
     {
         ref var j = ref *(AttentionJob*)ctx;
-        int h = task / j.Chunks, r0 = task % j.Chunks * j.ChunkRows, rows = Math.Min(j.ChunkRows, j.QueryRows - r0);
+        // Row chunk major (the pool's threads take contiguous task runs, so each keeps to its own rows), head minor.
+        int h = task % j.Heads, r0 = task / j.Heads * j.ChunkRows, rows = Math.Min(j.ChunkRows, j.QueryRows - r0);
         float* s = j.Scores + worker * j.ScratchStride;
         float* q = j.Qkv + (long)r0 * 3 * j.Dim + h * j.HeadDim;
         Gemm.MultiplyPacked(j.Level, q, 3 * j.Dim, rows, j.KT + h * j.KTStride, null, j.HeadDim, j.Tokens, s, j.ScoreStride);

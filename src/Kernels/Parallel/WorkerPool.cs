@@ -8,16 +8,22 @@ namespace EdgeViT.Kernels.Parallel;
 /// pointer (the caller's stack struct, valid because Run blocks until every task is done), so dispatch
 /// allocates nothing.
 /// <para>
-/// The calling thread works too, and tasks are claimed one at a time from a shared counter, so a worker that
-/// is descheduled (a loaded machine, shared vCPUs) or still asleep never holds the pass up: the caller claims
-/// what nobody else took and finishes alone. The caller waits only for tasks already claimed. A run is never
-/// waited on by worker check-in, so N threads cost at most the dispatch overhead over one.
+/// Each thread has a home range of the tasks (thread w: the w-th of Threads contiguous parts) and claims it from
+/// the front; a thread whose range is empty steals from the back of the others'. Kernels number their tasks in
+/// row order, so every stage of a forward pass gives thread w about the same rows, and the activations it writes
+/// stay in its own core's cache for the next stage (with one shared counter they landed on either core at
+/// random). The calling thread works too, so a
+/// worker that is descheduled (a loaded machine, shared vCPUs) or still asleep never holds the pass up: the caller
+/// steals what nobody else took and finishes alone. The caller waits only for tasks already claimed. A run is
+/// never waited on by worker check-in, so N threads cost at most the dispatch overhead over one.
 /// </para>
 /// <para>
-/// A worker preempted in the middle of a task it claimed is the one thing the caller must wait for. When that
-/// wait exceeds <see cref="StallMicroseconds"/> (the machine is oversubscribed: a time slice, not a task), the
-/// next dispatches run on the caller alone, for a stretch that doubles while stalls recur and halves while they
-/// do not, so on a loaded machine N threads degrade to about one thread instead of to a crawl.
+/// A worker preempted in the middle of a task it claimed is the one thing the caller must wait for. A wait over
+/// <see cref="StallMicroseconds"/> is a stall (a time slice, not a task). Two stalls within
+/// <see cref="StallPairWindow"/> dispatches mean the machine is oversubscribed: the next dispatches run on the
+/// caller alone, for a stretch that doubles while stalls recur and halves while they do not, so on a loaded machine
+/// N threads degrade to about one thread instead of to a crawl. A lone stall (a hypervisor preempting one vCPU)
+/// costs only its own wait.
 /// </para>
 /// <para>
 /// Idle workers spin for <see cref="SpinMicroseconds"/> (a forward pass issues ~100 dispatches back to back),
@@ -39,6 +45,7 @@ public sealed unsafe class WorkerPool : IDisposable
 
     private readonly Thread[] _threads;
     private readonly SemaphoreSlim _wake = new(0);
+    private readonly SemaphoreSlim _joined = new(0);  // released for a caller that blocked waiting for claimed tasks
     private readonly long _spinTicks = Math.Max(1, Stopwatch.Frequency * SpinMicroseconds / 1_000_000);
     private readonly long _stallTicks = Math.Max(1, Stopwatch.Frequency * StallMicroseconds / 1_000_000);
     private int _serialLeft;                     // dispatches still to run on the caller alone after a stall
@@ -46,13 +53,23 @@ public sealed unsafe class WorkerPool : IDisposable
     private int _cleanRuns;                      // parallel dispatches since the last stall
     private const int RecurrenceWindow = 16;     // a stall within this many clean dispatches of a stretch recurs
     private int _parallelSinceSerial = RecurrenceWindow; // clean parallel dispatches since the last stretch, saturating at the window
+    /// <summary>A stall within this many parallel dispatches of the previous one means oversubscription.</summary>
+    private const int StallPairWindow = 8;
+    private long _parallelRuns;                  // parallel dispatches so far
+    private long _lastStallRun = long.MinValue / 2; // _parallelRuns at the previous stall
 
-    // The claim word: generation (32 bits) | task count (16) | next unclaimed task (16). One CAS claims a task
-    // and proves the generation is still current, so the _fn/_ctx read before it belong to that generation.
-    private long _state;
+    // One claim word per thread, each on its own cache line (index (w + 1) * SlotStride): generation (32 bits) |
+    // front (16) | back (16); thread w's unclaimed tasks are [front, back). The owner claims at the front, thieves
+    // at the back; one CAS claims a task and proves the generation is still current, so the _fn/_ctx read before
+    // it belong to that generation.
+    private const int SlotStride = 8;
+    private readonly long[] _slots;
+    private int _generation;                     // the dispatch being run; published after its slots are written
     private delegate*<void*, int, int, void> _fn;
     private void* _ctx;
     private int _done;
+    private int _count;                          // tasks in the current dispatch
+    private int _callerBlocked;                  // 1 while the caller sleeps on _joined (whoever clears it releases)
     private int _sleepers;
     private ExceptionDispatchInfo? _error;
     private volatile bool _disposed;
@@ -62,6 +79,9 @@ public sealed unsafe class WorkerPool : IDisposable
     /// <summary>Dispatches whose caller waited past <see cref="StallMicroseconds"/> for a claimed task.</summary>
     public long Stalls { get; private set; }
 
+    /// <summary>True while dispatches run on the caller alone after stalls in quick succession.</summary>
+    internal bool RunningSerially => _serialLeft > 0;
+
     /// <summary>Test seam: called by a worker (with its index) before it looks for tasks, e.g. to hold it back.</summary>
     internal Action<int>? BeforeWorkerClaims { get; set; }
 
@@ -69,6 +89,7 @@ public sealed unsafe class WorkerPool : IDisposable
     {
         if (threads < 1) throw new ArgumentOutOfRangeException(nameof(threads), threads, "thread count must be at least 1");
         Threads = threads;
+        _slots = new long[(threads + 2) * SlotStride];
         _threads = new Thread[threads - 1];
         for (int i = 0; i < _threads.Length; i++)
         {
@@ -93,22 +114,38 @@ public sealed unsafe class WorkerPool : IDisposable
 
         _fn = fn; _ctx = ctx;
         Volatile.Write(ref _done, 0);
-        long gen = (Volatile.Read(ref _state) >> 32) + 1;
-        Interlocked.Exchange(ref _state, (gen << 32) | ((long)taskCount << 16)); // publishes _fn/_ctx (full fence)
+        _count = taskCount;
+        int gen = _generation + 1;
+        for (int w = 0; w < Threads; w++)
+            _slots[(w + 1) * SlotStride] = ((long)(uint)gen << 32) | ((long)Split(taskCount, Threads, w) << 16) | (uint)Split(taskCount, Threads, w + 1);
+        Interlocked.Exchange(ref _generation, gen); // publishes _fn/_ctx and the slots (full fence)
         WakeSleepers();
 
-        int mine = Drain(0);
+        long run = ++_parallelRuns;
+        int mine = Drain(0, gen);
         if (mine > 0 && Interlocked.Add(ref _done, mine) == taskCount) { Clean(); ThrowIfFailed(); return; }
-        // Only tasks other threads already claimed are left: wait for them, yielding the CPU if one was descheduled.
+        // Only tasks other threads already claimed are left: spin for them (microseconds, as a rule), then block, so
+        // a worker preempted mid-task (milliseconds) does not cost the caller's CPU too.
         long waitFrom = Stopwatch.GetTimestamp();
-        var spin = new SpinWait();
-        while (Volatile.Read(ref _done) != taskCount) spin.SpinOnce(sleep1Threshold: -1);
-        if (Stopwatch.GetTimestamp() - waitFrom > _stallTicks)
+        while (Volatile.Read(ref _done) != taskCount && Stopwatch.GetTimestamp() - waitFrom < _spinTicks) Thread.SpinWait(4);
+        if (Volatile.Read(ref _done) != taskCount)
         {
-            Stalls++;
-            // A stall right after a serial stretch means the machine is still oversubscribed: double the stretch. An
-            // isolated one (a hypervisor hiccup on a quiet VM) costs one short stretch, not a doubling that would keep
-            // a quiet machine on one thread for hundreds of passes.
+            Interlocked.Exchange(ref _callerBlocked, 1);
+            // The last worker to finish clears the flag and releases; if it finished in between, whoever clears the
+            // flag first decides whether a release is coming.
+            if (Volatile.Read(ref _done) != taskCount || Interlocked.Exchange(ref _callerBlocked, 0) == 0) _joined.Wait();
+        }
+        bool stalled = Stopwatch.GetTimestamp() - waitFrom > _stallTicks;
+        if (stalled) Stalls++;
+        // An isolated stall (the hypervisor preempting a vCPU on a quiet host: on the 2-vCPU Zen 4 VM, about one per
+        // six DeiT-Tiny passes) costs only its own wait; a serial stretch after each one put about a quarter of the
+        // passes on one thread. Stalls close together mean other threads compete for the cores: run alone a while.
+        bool oversubscribed = stalled && run - _lastStallRun <= StallPairWindow;
+        if (stalled) _lastStallRun = run;
+        if (oversubscribed)
+        {
+            // A stall right after a serial stretch means the machine is still oversubscribed: double the stretch (the
+            // dispatches run serially do not count towards the pair window, so the first stall after it pairs).
             _serialStretch = _parallelSinceSerial < RecurrenceWindow ? Math.Min(MaxSerialStretch, 2 * _serialStretch) : MinSerialStretch;
             _serialLeft = _serialStretch;
             _cleanRuns = 0;
@@ -134,30 +171,37 @@ public sealed unsafe class WorkerPool : IDisposable
         e?.Throw();
     }
 
-    /// <summary>Claims and runs tasks until none are left unclaimed; returns how many this thread ran.</summary>
-    private int Drain(int worker)
+    /// <summary>Start of part i when n tasks are cut into parts balanced to within one task.</summary>
+    private static int Split(int n, int parts, int i) => (int)((long)n * i / parts);
+
+    /// <summary>Runs this thread's home range, then steals the others' leftovers; returns how many tasks it ran.</summary>
+    private int Drain(int worker, int gen)
     {
+        int ran = Claim(worker, gen, fromFront: true, worker);
+        for (int i = 1; i < Threads; i++) ran += Claim((worker + i) % Threads, gen, fromFront: false, worker);
+        return ran;
+    }
+
+    /// <summary>Claims and runs tasks of one home range until it is empty (it stays empty for this generation).</summary>
+    private int Claim(int owner, int gen, bool fromFront, int worker)
+    {
+        ref long slot = ref _slots[(owner + 1) * SlotStride];
         int ran = 0;
         while (true)
         {
-            long s = Volatile.Read(ref _state);
-            int count = (int)(s >> 16) & 0xFFFF, next = (int)s & 0xFFFF;
-            if (next >= count) return ran;
+            long s = Volatile.Read(ref slot);
+            if ((int)(s >> 32) != gen) return ran;
+            int front = (int)(s >> 16) & 0xFFFF, back = (int)s & 0xFFFF;
+            if (front >= back) return ran;
             var fn = _fn;
             void* ctx = _ctx;
-            if (Interlocked.CompareExchange(ref _state, s + 1, s) != s) continue;
+            if (Interlocked.CompareExchange(ref slot, fromFront ? s + (1L << 16) : s - 1, s) != s) continue;
             // A failed task still counts as done (so nobody waits forever); the caller rethrows after the join,
             // never while other threads still use its stack context.
-            try { fn(ctx, next, worker); }
+            try { fn(ctx, fromFront ? front : back - 1, worker); }
             catch (Exception e) { Interlocked.CompareExchange(ref _error, ExceptionDispatchInfo.Capture(e), null); }
             ran++;
         }
-    }
-
-    private bool HasWork()
-    {
-        long s = Volatile.Read(ref _state);
-        return ((int)s & 0xFFFF) < ((int)(s >> 16) & 0xFFFF);
     }
 
     private void WakeSleepers()
@@ -169,20 +213,28 @@ public sealed unsafe class WorkerPool : IDisposable
 
     private void WorkerLoop(int worker)
     {
+        int seen = 0; // the last generation this worker drained
         while (!_disposed)
         {
             BeforeWorkerClaims?.Invoke(worker);
-            int ran = Drain(worker);
-            if (ran > 0) { Interlocked.Add(ref _done, ran); continue; }
+            int gen = Volatile.Read(ref _generation);
+            if (gen != seen)
+            {
+                int ran = Drain(worker, gen);
+                seen = gen;
+                if (ran > 0 && Interlocked.Add(ref _done, ran) == Volatile.Read(ref _count) && Interlocked.Exchange(ref _callerBlocked, 0) == 1)
+                    _joined.Release();
+                continue;
+            }
 
             long start = Stopwatch.GetTimestamp();
-            while (!HasWork() && !_disposed && Stopwatch.GetTimestamp() - start < _spinTicks) Thread.SpinWait(4);
-            if (HasWork() || _disposed) continue;
+            while (Volatile.Read(ref _generation) == seen && !_disposed && Stopwatch.GetTimestamp() - start < _spinTicks) Thread.SpinWait(4);
+            if (Volatile.Read(ref _generation) != seen || _disposed) continue;
 
             // Block. Announce first, then look once more, so a dispatch published in between is not slept through;
             // a sleeper the caller already counted out must consume its release.
             Interlocked.Increment(ref _sleepers);
-            if (HasWork() || _disposed)
+            if (Volatile.Read(ref _generation) != seen || _disposed)
             {
                 int s;
                 while ((s = Volatile.Read(ref _sleepers)) > 0)
@@ -200,5 +252,6 @@ public sealed unsafe class WorkerPool : IDisposable
         if (_threads.Length > 0) _wake.Release(_threads.Length);
         foreach (var t in _threads) t.Join();
         _wake.Dispose();
+        _joined.Dispose();
     }
 }

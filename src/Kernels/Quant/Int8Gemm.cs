@@ -35,7 +35,7 @@ public sealed unsafe class Int8Activations : IDisposable
 /// C[M x N] (=, or += for residuals) = requant(int8(A) . B) + bias, optionally GELU: the int8 counterpart of
 /// <see cref="Gemm.Multiply"/>. Int32 accumulation over the whole K (|sum| &lt;= K * 127 * 64 stays far inside int32
 /// and, for K &lt;= 2064, inside fp32's exact integers), then c = acc * weightScale[n] * rowScale[m] + bias[n].
-/// Threads split the N panels (and rows when panels are few), as the fp32 GEMM does.
+/// Threads split the rows (and the N panels when rows are few), as the fp32 GEMM does.
 /// </summary>
 public static unsafe class Int8Gemm
 {
@@ -247,12 +247,13 @@ public static unsafe class Int8Gemm
             RunRange(ref job, 0, job.Panels, 0, job.M);
             return;
         }
-        int alongN = Math.Min(job.Panels, threads);
-        int alongM = (threads + alongN - 1) / alongN;
-        if (job.Panels < 2 * threads && job.M >= 4 * mr) alongM = Math.Max(alongM, 2 * threads / alongN);
+        // Rows first, numbered in row order (as Gemm does: each thread keeps multiplying the rows it wrote), a few
+        // tasks per thread so a descheduled worker's share is small; panels only when rows are too few.
+        int rowBlocks = (job.M + mr - 1) / mr;
+        int alongM = Math.Min(rowBlocks, 4 * threads);
+        int alongN = Math.Min(job.Panels, (4 * threads + alongM - 1) / alongM);
         job.TasksAlongN = alongN;
         job.PanelsPerTask = (job.Panels + alongN - 1) / alongN;
-        int rowBlocks = (job.M + mr - 1) / mr;
         job.RowsPerTask = (rowBlocks + alongM - 1) / alongM * mr;
         int tasksAlongM = (job.M + job.RowsPerTask - 1) / job.RowsPerTask;
         fixed (Job* j = &job) pool!.Run(alongN * tasksAlongM, &RunTask, j);

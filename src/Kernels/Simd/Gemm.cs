@@ -9,8 +9,8 @@ public enum GemmEpilogue { None, Gelu }
 /// <summary>
 /// C[M x N] = A[M x K] * B + bias (or C += ..., for residual connections), optionally followed by GELU,
 /// with B pre-packed (<see cref="PackedMatrix"/>). Blocking: K in slices of <see cref="KBlock"/> so a
-/// panel slice stays in L1 while every row block of A streams past it; threads split the N panels
-/// (or the rows, when there are too few panels to go round).
+/// panel slice stays in L1 while every row block of A streams past it; threads split the rows
+/// (or the N panels, when there are too few rows to go round: the head's one row).
 /// </summary>
 public static unsafe class Gemm
 {
@@ -143,14 +143,15 @@ public static unsafe class Gemm
             RunRange(ref job, 0, job.Panels, 0, job.M);
             return;
         }
-        // Split N panels first (a task keeps its B panels in cache while A streams past), then rows, into about
-        // TasksPerThread tasks per thread of balanced size; every task computes whole microkernel tiles, so the
-        // result does not depend on the split.
+        // Split rows first, then N panels, into about TasksPerThread tasks per thread of balanced size, numbered in
+        // row order: the pool gives each thread a contiguous run of tasks, so a thread multiplies the rows it wrote
+        // in the previous stage (they are in its core's cache) and writes rows the next stage will give it again.
+        // Every task computes whole microkernel tiles, so the result does not depend on the split.
         long units = (long)job.Panels * job.RowBlocks;
         int target = (int)Math.Clamp(work / MinTaskWork, threads, (long)TasksPerThread * threads);
         target = (int)Math.Min(target, units);
-        job.TasksAlongN = Math.Min(job.Panels, target);
-        job.TasksAlongM = Math.Min(job.RowBlocks, (target + job.TasksAlongN - 1) / job.TasksAlongN);
+        job.TasksAlongM = Math.Min(job.RowBlocks, target);
+        job.TasksAlongN = Math.Min(job.Panels, (target + job.TasksAlongM - 1) / job.TasksAlongM);
         fixed (Job* j = &job) pool!.Run(job.TasksAlongN * job.TasksAlongM, &RunTask, j);
     }
 

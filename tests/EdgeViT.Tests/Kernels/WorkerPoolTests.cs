@@ -143,15 +143,22 @@ public unsafe class WorkerPoolTests
         else Thread.SpinWait(2000);       // long enough for the worker to claim its own task first
     }
 
+    /// <summary>Dispatches two SlowOnWorkers tasks until <paramref name="stop"/> holds (at most 30 s); returns the per-thread counts.</summary>
+    private static int[] DispatchSlowUntil(WorkerPool pool, Func<bool> stop, int atLeast = 0)
+    {
+        var byWorker = new int[2];
+        var sw = Stopwatch.StartNew();
+        fixed (int* w = byWorker)
+            for (int i = 0; i < atLeast || (!stop() && sw.Elapsed < TimeSpan.FromSeconds(30)); i++) pool.Run(2, &SlowOnWorkers, w);
+        return byWorker;
+    }
+
     [Fact]
     public void AnIsolatedStallKeepsThePoolParallel()
     {
         // A vCPU the hypervisor preempts once in a while (a quiet VM) costs that one wait, not a stretch on one thread.
         using var pool = new WorkerPool(2);
-        var byWorker = new int[2];
-        var sw = Stopwatch.StartNew();
-        fixed (int* w = byWorker)
-            while (pool.Stalls == 0 && sw.Elapsed < TimeSpan.FromSeconds(30)) pool.Run(2, &SlowOnWorkers, w);
+        DispatchSlowUntil(pool, () => pool.Stalls > 0);
         Assert.True(pool.Stalls == 1, "no worker took a task in 30 s");
         Assert.False(pool.RunningSerially);
     }
@@ -161,16 +168,10 @@ public unsafe class WorkerPoolTests
     {
         // Stalls in dispatches close together mean the machine is oversubscribed: the caller goes on alone.
         using var pool = new WorkerPool(2);
-        var byWorker = new int[2];
-        var sw = Stopwatch.StartNew();
-        fixed (int* w = byWorker)
-        {
-            while (!pool.RunningSerially && sw.Elapsed < TimeSpan.FromSeconds(30)) pool.Run(2, &SlowOnWorkers, w);
-            Assert.True(pool.RunningSerially, $"not serial after {pool.Stalls} stalls in 30 s");
-            Assert.True(pool.Stalls >= 2);
-            Array.Clear(byWorker);
-            for (int i = 0; i < 100; i++) pool.Run(2, &SlowOnWorkers, w);
-        }
+        DispatchSlowUntil(pool, () => pool.RunningSerially);
+        Assert.True(pool.RunningSerially, $"not serial after {pool.Stalls} stalls in 30 s");
+        Assert.True(pool.Stalls >= 2);
+        var byWorker = DispatchSlowUntil(pool, () => true, atLeast: 100);
         Assert.Equal(0, byWorker[1]); // the stretch after a stall is at least 128 dispatches
         Assert.Equal(200, byWorker[0]);
     }

@@ -69,7 +69,7 @@ public sealed unsafe class WorkerPool : IDisposable
     private void* _ctx;
     private int _done;
     private int _count;                          // tasks in the current dispatch
-    private int _callerBlocked;                  // 1 while the caller sleeps on _joined (whoever clears it releases)
+    private int _callerBlocked;                  // the generation the caller sleeps on _joined for, else 0 (whoever clears it releases)
     private int _sleepers;
     private ExceptionDispatchInfo? _error;
     private volatile bool _disposed;
@@ -116,6 +116,7 @@ public sealed unsafe class WorkerPool : IDisposable
         Volatile.Write(ref _done, 0);
         _count = taskCount;
         int gen = _generation + 1;
+        if (gen == 0) gen = 1;                   // 0 means "no dispatch" to _callerBlocked and to a fresh worker (wraps after 2^32)
         for (int w = 0; w < Threads; w++)
             _slots[(w + 1) * SlotStride] = ((long)(uint)gen << 32) | ((long)Split(taskCount, Threads, w) << 16) | (uint)Split(taskCount, Threads, w + 1);
         Interlocked.Exchange(ref _generation, gen); // publishes _fn/_ctx and the slots (full fence)
@@ -130,10 +131,11 @@ public sealed unsafe class WorkerPool : IDisposable
         while (Volatile.Read(ref _done) != taskCount && Stopwatch.GetTimestamp() - waitFrom < _spinTicks) Thread.SpinWait(4);
         if (Volatile.Read(ref _done) != taskCount)
         {
-            Interlocked.Exchange(ref _callerBlocked, 1);
+            Interlocked.Exchange(ref _callerBlocked, gen);
             // The last worker to finish clears the flag and releases; if it finished in between, whoever clears the
-            // flag first decides whether a release is coming.
-            if (Volatile.Read(ref _done) != taskCount || Interlocked.Exchange(ref _callerBlocked, 0) == 0) _joined.Wait();
+            // flag first decides whether a release is coming. The flag names the generation, so a worker finishing
+            // an earlier dispatch late (preempted after its last task) cannot wake this one.
+            if (Volatile.Read(ref _done) != taskCount || Interlocked.CompareExchange(ref _callerBlocked, 0, gen) != gen) _joined.Wait();
         }
         bool stalled = Stopwatch.GetTimestamp() - waitFrom > _stallTicks;
         if (stalled) Stalls++;
@@ -220,9 +222,11 @@ public sealed unsafe class WorkerPool : IDisposable
             int gen = Volatile.Read(ref _generation);
             if (gen != seen)
             {
+                // Read before claiming: if this worker claims a task of gen, gen was still running, so this is its count.
+                int count = Volatile.Read(ref _count);
                 int ran = Drain(worker, gen);
                 seen = gen;
-                if (ran > 0 && Interlocked.Add(ref _done, ran) == Volatile.Read(ref _count) && Interlocked.Exchange(ref _callerBlocked, 0) == 1)
+                if (ran > 0 && Interlocked.Add(ref _done, ran) == count && Interlocked.CompareExchange(ref _callerBlocked, 0, gen) == gen)
                     _joined.Release();
                 continue;
             }

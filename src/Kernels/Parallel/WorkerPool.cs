@@ -48,9 +48,9 @@ public sealed unsafe class WorkerPool : IDisposable
     private readonly SemaphoreSlim _joined = new(0);  // released for a caller that blocked waiting for claimed tasks
     private readonly long _spinTicks = Math.Max(1, Stopwatch.Frequency * SpinMicroseconds / 1_000_000);
     private readonly long _stallTicks = Math.Max(1, Stopwatch.Frequency * StallMicroseconds / 1_000_000);
-    private int _serialLeft;                     // dispatches still to run on the caller alone after a stall
+    private int _serialLeft;                     // dispatches still to run on the caller alone after paired stalls
     private int _serialStretch = MinSerialStretch;
-    private int _cleanRuns;                      // parallel dispatches since the last stall
+    private int _cleanRuns;                      // parallel dispatches since the last serial stretch began (lone stalls count)
     private const int RecurrenceWindow = 16;     // a stall within this many clean dispatches of a stretch recurs
     private int _parallelSinceSerial = RecurrenceWindow; // clean parallel dispatches since the last stretch, saturating at the window
     /// <summary>A stall within this many parallel dispatches of the previous one means oversubscription.</summary>

@@ -34,11 +34,12 @@ internal sealed unsafe class LinearLayer : IDisposable
     /// <summary>The fp32 panels (the calibration backward pass needs them); null for an int8 layer.</summary>
     public PackedMatrix? Fp32 => _fp32;
 
+    /// <param name="norm">when set, a's rows are written first as the LayerNorm of its source rows (<see cref="RowNorm"/>).</param>
     public void Apply(float* a, int lda, int m, float* c, int ldc, bool accumulate = false,
-        GemmEpilogue epilogue = GemmEpilogue.None, WorkerPool? pool = null)
+        GemmEpilogue epilogue = GemmEpilogue.None, WorkerPool? pool = null, RowNorm norm = default)
     {
-        if (_int8 is not null) Int8Gemm.Multiply(a, lda, m, _int8, c, ldc, _activations!, accumulate, epilogue, pool);
-        else Gemm.Multiply(a, lda, m, _fp32!, c, ldc, accumulate, epilogue, pool);
+        if (_int8 is not null) Int8Gemm.Multiply(a, lda, m, _int8, c, ldc, _activations!, accumulate, epilogue, pool, norm);
+        else Gemm.Multiply(a, lda, m, _fp32!, c, ldc, accumulate, epilogue, pool, norm);
     }
 
     public void Dispose() { _fp32?.Dispose(); _int8?.Dispose(); }

@@ -7,9 +7,7 @@ public enum ForwardStage
 {
     /// <summary>im2col and the patch-embedding GEMM.</summary>
     Embed,
-    /// <summary>Both LayerNorms of every block.</summary>
-    LayerNorm,
-    /// <summary>The qkv projection GEMM.</summary>
+    /// <summary>LN1 and the qkv projection GEMM (the norm runs in the GEMM's row tasks, <see cref="Simd.RowNorm"/>).</summary>
     Qkv,
     /// <summary>Packing K^T and V, Q K^T, softmax, S V, and the head-averaged class attention.</summary>
     Attention,
@@ -17,7 +15,7 @@ public enum ForwardStage
     Proj,
     /// <summary>Token pruning or a reducer's rewrite of the token rows.</summary>
     Reduce,
-    /// <summary>The first MLP GEMM with its GELU epilogue.</summary>
+    /// <summary>LN2 and the first MLP GEMM with its GELU epilogue (the norm in its row tasks).</summary>
     Fc1Gelu,
     /// <summary>The second MLP GEMM (onto the residual stream).</summary>
     Fc2,

@@ -209,9 +209,8 @@ public sealed unsafe partial class VitEngine
         int d = Config.EmbedDim;
         int queries = probabilities == null ? LiveRows(l, n) : n;
         long t = Mark();
-        LayerNormRows(_ws.X, _ws.Xn, n, blk.Weights.Norm1);
-        Lap(ForwardStage.LayerNorm, ref t);
-        blk.Qkv.Apply(_ws.Xn, d, n, _ws.Qkv, 3 * d, pool: _pool);
+        fixed (float* g = blk.Weights.Norm1.Gamma, b = blk.Weights.Norm1.Beta)
+            blk.Qkv.Apply(_ws.Xn, d, n, _ws.Qkv, 3 * d, pool: _pool, norm: new RowNorm(_ws.X, d, g, b, Config.LayerNormEps));
         Lap(ForwardStage.Qkv, ref t);
         Attention(n, proportional, probabilities, queries, rule, firstBlock: l == 0);
         Lap(ForwardStage.Attention, ref t);
@@ -262,9 +261,9 @@ public sealed unsafe partial class VitEngine
         int d = c.EmbedDim;
         float* x = _ws.X + (long)first * d;
         long t = Mark();
-        LayerNormRows(x, _ws.Xn, count, blk.Weights.Norm2);
-        Lap(ForwardStage.LayerNorm, ref t);
-        blk.Fc1.Apply(_ws.Xn, d, count, _ws.Hidden, c.MlpDim, epilogue: GemmEpilogue.Gelu, pool: _pool);
+        fixed (float* g = blk.Weights.Norm2.Gamma, b = blk.Weights.Norm2.Beta)
+            blk.Fc1.Apply(_ws.Xn, d, count, _ws.Hidden, c.MlpDim, epilogue: GemmEpilogue.Gelu, pool: _pool,
+                norm: new RowNorm(x, d, g, b, c.LayerNormEps));
         Lap(ForwardStage.Fc1Gelu, ref t);
         blk.Fc2.Apply(_ws.Hidden, c.MlpDim, count, x, d, accumulate: true, pool: _pool);
         Lap(ForwardStage.Fc2, ref t);
@@ -356,32 +355,11 @@ public sealed unsafe partial class VitEngine
         return (long)d * c.Classes * (_headDist is null ? 1 : 2);
     }
 
-    /// <summary>Rows per LayerNorm task: a few microseconds of work each.</summary>
-    private const int LayerNormChunk = 24;
-
-    private struct LayerNormJob
-    {
-        public float* X, Y, Gamma, Beta;
-        public int Rows, Dim;
-        public float Eps;
-        public SimdLevel Level;
-    }
-
+    /// <summary>y = LayerNorm(x) for a few rows with no GEMM of its own to fuse into (the final norm's prefix rows).</summary>
     private void LayerNormRows(float* x, float* y, int rows, Norm norm)
     {
         fixed (float* g = norm.Gamma, b = norm.Beta)
-        {
-            var job = new LayerNormJob { X = x, Y = y, Gamma = g, Beta = b, Rows = rows, Dim = Config.EmbedDim, Eps = Config.LayerNormEps, Level = Simd };
-            _pool.Run((rows + LayerNormChunk - 1) / LayerNormChunk, &LayerNormTask, &job);
-        }
-    }
-
-    private static void LayerNormTask(void* ctx, int task, int worker)
-    {
-        ref var j = ref *(LayerNormJob*)ctx;
-        int r1 = Math.Min(j.Rows, (task + 1) * LayerNormChunk);
-        for (int r = task * LayerNormChunk; r < r1; r++)
-            Elementwise.LayerNorm(j.Level, j.X + (long)r * j.Dim, j.Y + (long)r * j.Dim, j.Dim, j.Gamma, j.Beta, j.Eps);
+            new RowNorm(x, Config.EmbedDim, g, b, Config.LayerNormEps).ApplyAll(Simd, y, Config.EmbedDim, Config.EmbedDim, rows, _pool);
     }
 
     /// <summary>RCTP's threshold rule on the n tokens in flight (the same compaction a reducer uses).</summary>

@@ -39,18 +39,29 @@ public sealed unsafe class Int8Activations : IDisposable
 /// </summary>
 public static unsafe class Int8Gemm
 {
+    /// <param name="norm">when set, A's rows are first written as the LayerNorm of its source rows, by the task that
+    /// quantises them (<see cref="RowNorm"/>).</param>
     public static void Multiply(float* a, int lda, int m, Int8Matrix b, float* c, int ldc, Int8Activations act,
-        bool accumulate = false, GemmEpilogue epilogue = GemmEpilogue.None, WorkerPool? pool = null)
+        bool accumulate = false, GemmEpilogue epilogue = GemmEpilogue.None, WorkerPool? pool = null, RowNorm norm = default)
     {
         if (m > act.MaxRows || b.K > act.MaxK) throw new ArgumentException($"activation scratch holds {act.MaxRows}x{act.MaxK}, GEMM needs {m}x{b.K}");
         var job = new Job
         {
             A = a, Lda = lda, M = m, B = b.Data, K = b.K, N = b.N, Groups = b.Groups, Kernel = b.Kernel,
             Q = act.Rows, Ldq = b.Groups * 4, RowScale = act.Scales, Scale = b.Scale, Bias = b.Bias, Corr = b.Correction,
-            C = c, Ldc = ldc, Accumulate = accumulate, Epilogue = epilogue, EpilogueLevel = b.EpilogueLevel,
+            C = c, Ldc = ldc, Accumulate = accumulate, Epilogue = epilogue, EpilogueLevel = b.EpilogueLevel, Norm = norm,
         };
-        QuantizeRows(ref job, pool);
-        Run(ref job, pool);
+        if (!Split(ref job, pool))
+        {
+            for (int r = 0; r < m; r++) QuantizeRow(ref job, r);
+            RunRange(ref job, 0, job.Panels, 0, job.M);
+            return;
+        }
+        // Rows only (the usual case): each task normalises and quantises the rows it then multiplies, one dispatch
+        // for the whole layer. With N split too, tasks share rows, so the rows are quantised in a pass of their own.
+        if (job.TasksAlongN == 1) job.QuantizeInTask = true;
+        else QuantizeRows(ref job, pool);
+        Dispatch(ref job, pool!);
     }
 
     /// <summary>
@@ -80,9 +91,10 @@ public static unsafe class Int8Gemm
         public int* Corr, RawOut;
         public int Lda, Ldc, Ldq, M, K, N, Groups;
         public Int8Kernel Kernel;
-        public bool Accumulate;
+        public bool Accumulate, QuantizeInTask;
         public GemmEpilogue Epilogue;
         public SimdLevel EpilogueLevel;
+        public RowNorm Norm;
         public int Panels, PanelsPerTask, RowsPerTask, TasksAlongN, QuantRowsPerTask;
     }
 
@@ -111,6 +123,7 @@ public static unsafe class Int8Gemm
     private static void QuantizeRow(ref Job job, int r)
     {
         float* x = job.A + (long)r * job.Lda;
+        if (job.Norm.IsSet) job.Norm.Apply(job.EpilogueLevel, job.A, job.Lda, job.K, r, r + 1);
         float amax = MaxAbs(x, job.K);
         job.RowScale[r] = amax / QuantizedLinear.ActivationLevel;
         float inv = amax > 0f ? QuantizedLinear.ActivationLevel / amax : 0f;
@@ -236,17 +249,21 @@ public static unsafe class Int8Gemm
 
     // ---- tiles ------------------------------------------------------------------------------------------------
 
+    /// <summary>Runs the tiles of already-quantised rows (<see cref="MultiplyInt"/>).</summary>
     private static void Run(ref Job job, WorkerPool? pool)
+    {
+        if (Split(ref job, pool)) Dispatch(ref job, pool!);
+        else RunRange(ref job, 0, job.Panels, 0, job.M);
+    }
+
+    /// <summary>Cuts the tiles into tasks; false when the GEMM should run on the calling thread alone.</summary>
+    private static bool Split(ref Job job, WorkerPool? pool)
     {
         int w = Int8Kernels.PanelWidth(job.Kernel), mr = Int8Kernels.RowBlock(job.Kernel);
         job.Panels = (job.N + w - 1) / w;
         int threads = pool?.Threads ?? 1;
         long work = (long)job.M * job.N * job.K;
-        if (threads == 1 || work < 128 * 1024)
-        {
-            RunRange(ref job, 0, job.Panels, 0, job.M);
-            return;
-        }
+        if (threads == 1 || work < 128 * 1024) return false;
         // Rows first, numbered in row order (as Gemm does: each thread keeps multiplying the rows it wrote), a few
         // tasks per thread so a descheduled worker's share is small; panels only when rows are too few.
         int rowBlocks = (job.M + mr - 1) / mr;
@@ -255,8 +272,13 @@ public static unsafe class Int8Gemm
         job.TasksAlongN = alongN;
         job.PanelsPerTask = (job.Panels + alongN - 1) / alongN;
         job.RowsPerTask = (rowBlocks + alongM - 1) / alongM * mr;
+        return true;
+    }
+
+    private static void Dispatch(ref Job job, WorkerPool pool)
+    {
         int tasksAlongM = (job.M + job.RowsPerTask - 1) / job.RowsPerTask;
-        fixed (Job* j = &job) pool!.Run(alongN * tasksAlongM, &RunTask, j);
+        fixed (Job* j = &job) pool.Run(job.TasksAlongN * tasksAlongM, &RunTask, j);
     }
 
     private static void RunTask(void* ctx, int task, int worker)
@@ -265,7 +287,9 @@ public static unsafe class Int8Gemm
         int pn = task % job.TasksAlongN, pm = task / job.TasksAlongN;
         int p0 = pn * job.PanelsPerTask, p1 = Math.Min(job.Panels, p0 + job.PanelsPerTask);
         int m0 = pm * job.RowsPerTask, m1 = Math.Min(job.M, m0 + job.RowsPerTask);
-        if (p0 < p1 && m0 < m1) RunRange(ref job, p0, p1, m0, m1);
+        if (p0 >= p1 || m0 >= m1) return;
+        if (job.QuantizeInTask) for (int r = m0; r < m1; r++) QuantizeRow(ref job, r); // this task alone owns rows m0..m1
+        RunRange(ref job, p0, p1, m0, m1);
     }
 
     private static void RunRange(ref Job job, int p0, int p1, int m0, int m1)

@@ -39,14 +39,17 @@ public static unsafe class Gemm
 
     private static bool UseArmKernel(SimdLevel level) => level == SimdLevel.Vector128 && System.Runtime.Intrinsics.Arm.AdvSimd.Arm64.IsSupported;
 
-    /// <summary>Multiply by a packed weight matrix, threaded over <paramref name="pool"/> when given.</summary>
+    /// <summary>
+    /// Multiply by a packed weight matrix, threaded over <paramref name="pool"/> when given. With <paramref name="norm"/>
+    /// set, A's rows are first written as the LayerNorm of the norm's source rows, by the task that multiplies them.
+    /// </summary>
     public static void Multiply(float* a, int lda, int m, PackedMatrix b, float* c, int ldc,
-        bool accumulate = false, GemmEpilogue epilogue = GemmEpilogue.None, WorkerPool? pool = null)
+        bool accumulate = false, GemmEpilogue epilogue = GemmEpilogue.None, WorkerPool? pool = null, RowNorm norm = default)
     {
         var job = new Job
         {
             A = a, Lda = lda, M = m, B = b.Data.Pointer, Bias = b.Bias.Pointer, K = b.K, N = b.N,
-            C = c, Ldc = ldc, Accumulate = accumulate, Epilogue = epilogue, Level = b.Level,
+            C = c, Ldc = ldc, Accumulate = accumulate, Epilogue = epilogue, Level = b.Level, Norm = norm,
         };
         Run(ref job, pool);
     }
@@ -119,6 +122,7 @@ public static unsafe class Gemm
         public bool Accumulate;
         public GemmEpilogue Epilogue;
         public SimdLevel Level;
+        public RowNorm Norm;
         public int Panels, RowBlocks, TasksAlongN, TasksAlongM;
     }
 
@@ -140,6 +144,7 @@ public static unsafe class Gemm
         long work = (long)job.M * job.N * job.K;
         if (threads == 1 || work < MinParallelWork)
         {
+            if (job.Norm.IsSet) job.Norm.Apply(job.Level, job.A, job.Lda, job.K, 0, job.M);
             RunRange(ref job, 0, job.Panels, 0, job.M);
             return;
         }
@@ -152,6 +157,12 @@ public static unsafe class Gemm
         target = (int)Math.Min(target, units);
         job.TasksAlongM = Math.Min(job.RowBlocks, target);
         job.TasksAlongN = Math.Min(job.Panels, (target + job.TasksAlongM - 1) / job.TasksAlongM);
+        if (job.Norm.IsSet && job.TasksAlongN > 1)
+        {
+            // Tasks share rows, so no one task may write them: the norm goes first, as a pass of its own.
+            job.Norm.ApplyAll(job.Level, job.A, job.Lda, job.K, job.M, pool);
+            job.Norm = default;
+        }
         fixed (Job* j = &job) pool!.Run(job.TasksAlongN * job.TasksAlongM, &RunTask, j);
     }
 
@@ -162,7 +173,9 @@ public static unsafe class Gemm
         int pn = task % job.TasksAlongN, pm = task / job.TasksAlongN;
         int p0 = Split(job.Panels, job.TasksAlongN, pn), p1 = Split(job.Panels, job.TasksAlongN, pn + 1);
         int m0 = Split(job.RowBlocks, job.TasksAlongM, pm) * mr, m1 = Math.Min(job.M, Split(job.RowBlocks, job.TasksAlongM, pm + 1) * mr);
-        if (p0 < p1 && m0 < m1) RunRange(ref job, p0, p1, m0, m1);
+        if (p0 >= p1 || m0 >= m1) return;
+        if (job.Norm.IsSet) job.Norm.Apply(job.Level, job.A, job.Lda, job.K, m0, m1); // this task alone owns rows m0..m1
+        RunRange(ref job, p0, p1, m0, m1);
     }
 
     /// <summary>Start of part i when n items are cut into parts balanced to within one item.</summary>

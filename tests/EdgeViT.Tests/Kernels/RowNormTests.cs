@@ -1,4 +1,3 @@
-using EdgeViT.Kernels.Engine;
 using EdgeViT.Kernels.Model;
 using EdgeViT.Kernels.Parallel;
 using EdgeViT.Kernels.Quant;
@@ -28,6 +27,11 @@ public unsafe class RowNormTests
         return (x, Reference.RandomArray(rng, k), Reference.RandomArray(rng, k));
     }
 
+    /// <summary>One GEMM call: C = A * W (+ epilogue), with A given, or with A written as the norm of its source rows.</summary>
+    private delegate void MultiplyFn(float* a, float* c, RowNorm norm);
+
+    private const float Eps = 1e-6f;
+
     [Theory, MemberData(nameof(Levels))]
     public void FusedNormEqualsNormThenMultiplyFp32(SimdLevel level)
     {
@@ -36,23 +40,13 @@ public unsafe class RowNormTests
         {
             int m = s[0], k = s[1], n = s[2];
             var (x, gamma, beta) = Inputs(rng, m, k);
-            var w = Reference.RandomArray(rng, n * k);
-            var bias = Reference.RandomArray(rng, n);
-            using var packed = PackedMatrix.FromLinear(w, k, n, bias, level);
+            using var packed = PackedMatrix.FromLinear(Reference.RandomArray(rng, n * k), k, n, Reference.RandomArray(rng, n), level);
             for (int threads = 1; threads <= 3; threads++)
             {
                 using var pool = new WorkerPool(threads);
-                var aSplit = new float[m * k]; var cSplit = new float[m * n];
-                var aFused = new float[m * k]; var cFused = new float[m * n];
-                fixed (float* px = x, pg = gamma, pb = beta, pa = aSplit, pc = cSplit, pa2 = aFused, pc2 = cFused)
-                {
-                    for (int r = 0; r < m; r++) Elementwise.LayerNorm(level, px + r * k, pa + r * k, k, pg, pb, 1e-6f);
-                    Gemm.Multiply(pa, k, m, packed, pc, n, epilogue: GemmEpilogue.Gelu, pool: pool);
-                    Gemm.Multiply(pa2, k, m, packed, pc2, n, epilogue: GemmEpilogue.Gelu, pool: pool, norm: new RowNorm(px, k, pg, pb, 1e-6f));
-                }
-                Assert.True(aSplit.AsSpan().SequenceEqual(aFused), $"{level} {m}x{k}x{n} T={threads}: A differs");
-                Assert.True(cSplit.AsSpan().SequenceEqual(cFused), $"{level} {m}x{k}x{n} T={threads}: C differs");
-                AssertNormalised(x, gamma, beta, aFused, m, k, $"{level} {m}x{k}x{n} T={threads}");
+                var a = AssertFusedEqualsSplit($"{level} {m}x{k}x{n} T={threads}", level, x, gamma, beta, m, k, n,
+                    (pa, pc, norm) => Gemm.Multiply(pa, k, m, packed, pc, n, epilogue: GemmEpilogue.Gelu, pool: pool, norm: norm));
+                AssertNormalised(x, gamma, beta, a, m, k, $"{level} {m}x{k}x{n} T={threads}");
             }
         }
     }
@@ -61,7 +55,6 @@ public unsafe class RowNormTests
     public void FusedNormEqualsNormThenMultiplyInt8(Int8Kernel kernel)
     {
         var rng = new Random(11 + (int)kernel);
-        var level = Int8Kernels.Level(kernel);
         foreach (var s in Shapes)
         {
             int m = s[0], k = s[1], n = s[2];
@@ -72,18 +65,26 @@ public unsafe class RowNormTests
             for (int threads = 1; threads <= 3; threads++)
             {
                 using var pool = new WorkerPool(threads);
-                var aSplit = new float[m * k]; var cSplit = new float[m * n];
-                var aFused = new float[m * k]; var cFused = new float[m * n];
-                fixed (float* px = x, pg = gamma, pb = beta, pa = aSplit, pc = cSplit, pa2 = aFused, pc2 = cFused)
-                {
-                    for (int r = 0; r < m; r++) Elementwise.LayerNorm(level, px + r * k, pa + r * k, k, pg, pb, 1e-6f);
-                    Int8Gemm.Multiply(pa, k, m, packed, pc, n, act, pool: pool);
-                    Int8Gemm.Multiply(pa2, k, m, packed, pc2, n, act, pool: pool, norm: new RowNorm(px, k, pg, pb, 1e-6f));
-                }
-                Assert.True(aSplit.AsSpan().SequenceEqual(aFused), $"{kernel} {m}x{k}x{n} T={threads}: A differs");
-                Assert.True(cSplit.AsSpan().SequenceEqual(cFused), $"{kernel} {m}x{k}x{n} T={threads}: C differs");
+                AssertFusedEqualsSplit($"{kernel} {m}x{k}x{n} T={threads}", Int8Kernels.Level(kernel), x, gamma, beta, m, k, n,
+                    (pa, pc, norm) => Int8Gemm.Multiply(pa, k, m, packed, pc, n, act, pool: pool, norm: norm));
             }
         }
+    }
+
+    /// <summary>Norm as a pass of its own then multiply, against the fused call: same A and C bits. Returns the fused A.</summary>
+    private static float[] AssertFusedEqualsSplit(string what, SimdLevel level, float[] x, float[] gamma, float[] beta, int m, int k, int n, MultiplyFn multiply)
+    {
+        var aSplit = new float[m * k]; var cSplit = new float[m * n];
+        var aFused = new float[m * k]; var cFused = new float[m * n];
+        fixed (float* px = x, pg = gamma, pb = beta, pa = aSplit, pc = cSplit, pa2 = aFused, pc2 = cFused)
+        {
+            for (int r = 0; r < m; r++) Elementwise.LayerNorm(level, px + r * k, pa + r * k, k, pg, pb, Eps);
+            multiply(pa, pc, default);
+            multiply(pa2, pc2, new RowNorm(px, k, pg, pb, Eps));
+        }
+        Assert.True(aSplit.AsSpan().SequenceEqual(aFused), $"{what}: A differs");
+        Assert.True(cSplit.AsSpan().SequenceEqual(cFused), $"{what}: C differs");
+        return aFused;
     }
 
     private static void AssertNormalised(float[] x, float[] gamma, float[] beta, float[] a, int m, int k, string what)
@@ -94,7 +95,7 @@ public unsafe class RowNormTests
             for (int i = 0; i < k; i++) mean += x[r * k + i];
             mean /= k;
             for (int i = 0; i < k; i++) var += (x[r * k + i] - mean) * (x[r * k + i] - mean);
-            double inv = 1 / Math.Sqrt(var / k + 1e-6);
+            double inv = 1 / Math.Sqrt(var / k + Eps);
             for (int i = 0; i < k; i++)
             {
                 double e = (x[r * k + i] - mean) * inv * gamma[i] + beta[i];

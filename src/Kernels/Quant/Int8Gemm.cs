@@ -53,7 +53,7 @@ public static unsafe class Int8Gemm
         };
         if (!Split(ref job, pool))
         {
-            for (int r = 0; r < m; r++) QuantizeRow(ref job, r);
+            QuantizeRows(ref job, pool);
             RunRange(ref job, 0, job.Panels, 0, job.M);
             return;
         }

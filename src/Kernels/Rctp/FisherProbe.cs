@@ -289,7 +289,7 @@ public sealed unsafe class FisherProbe : IDisposable, VitEngine.IForwardObserver
     {
         int d = _c.EmbedDim;
         fixed (float* g = norm.Gamma, b = norm.Beta)
-            for (int r = 0; r < rows; r++) Elementwise.LayerNorm(_level, x + r * d, y + r * d, d, g, b, _c.LayerNormEps);
+            new RowNorm(x, d, g, b, _c.LayerNormEps).Apply(_level, y, d, d, 0, rows);
     }
 
     /// <summary>gx += d LN(x)/dx ^T dy, for one row: rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)).</summary>

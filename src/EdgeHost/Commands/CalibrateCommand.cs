@@ -61,18 +61,18 @@ public static class CalibrateCommand
         score.AcceptOnlyFromAmong("relative", "raw");
         var fuse = new Option<string>("--fuse")
         {
-            Description = "on: tokens under the threshold are averaged (weighted by class attention) into one extra token with proportional attention (size capped by --fused-size-cap); off (default; on was no better in top-1 on imagenet-val, bench/RESULTS.md §5): they are dropped.",
+            Description = "on (default): tokens under the threshold are averaged (weighted by their class score) into one extra token with proportional attention (size capped by --fused-size-cap); off: they are dropped.",
             DefaultValueFactory = _ => ThresholdRule.Default.FuseDropped ? "on" : "off",
             HelpName = "on|off",
         };
         fuse.AcceptOnlyFromAmong("on", "off");
         var heads = new Option<string>("--heads")
         {
-            Description = "How the heads' class attention pools into a token's score: mean (default), max, or mean-without-cls (each head renormalised over the non-CLS tokens first).",
-            DefaultValueFactory = _ => "mean",
-            HelpName = "mean|max|mean-without-cls",
+            Description = "How the heads' class attention pools into a token's score: value (default: each head's attention times the token's value norm in that head, renormalised, the size of its part in the CLS update), mean, max, or mean-without-cls (each head renormalised over the non-CLS tokens first).",
+            DefaultValueFactory = _ => ThresholdRule.Default.Heads switch { HeadPooling.Max => "max", HeadPooling.MeanWithoutPrefix => "mean-without-cls", HeadPooling.ValueWeighted => "value", _ => "mean" },
+            HelpName = "value|mean|max|mean-without-cls",
         };
-        heads.AcceptOnlyFromAmong("mean", "max", "mean-without-cls");
+        heads.AcceptOnlyFromAmong("mean", "max", "mean-without-cls", "value");
         var sizeCap = new Option<double>("--fused-size-cap")
         {
             Description = $"With --fuse on: the fused token's proportional attention adds log(min(size, C)) to its logit (default {ThresholdRule.FusedSizeCapDefault:0.###}; 0 = log(size), uncapped, much worse at 0.5; 1 = no proportional attention).",
@@ -135,7 +135,7 @@ public static class CalibrateCommand
             FisherSite = parse.GetValue(fisherAt) == "msa" ? FisherSite.MsaOutput : FisherSite.TokenState,
             Precision = new PrecisionOptions.Choice(parse.GetValue(precision), null),
             Rule = new ThresholdRule(parse.GetValue(score) == "raw" ? ScoreScale.Raw : ScoreScale.RelativeToMean, parse.GetValue(fuse) == "on",
-                parse.GetValue(heads) switch { "max" => HeadPooling.Max, "mean-without-cls" => HeadPooling.MeanWithoutPrefix, _ => HeadPooling.Mean },
+                parse.GetValue(heads) switch { "max" => HeadPooling.Max, "mean-without-cls" => HeadPooling.MeanWithoutPrefix, "value" => HeadPooling.ValueWeighted, _ => HeadPooling.Mean },
                 // the default cap only means something with fusing; an explicit one without it is refused in Run
                 parse.GetValue(fuse) == "on" || parse.GetResult(sizeCap) is { Implicit: false } ? (float)parse.GetValue(sizeCap) : 0, (float)parse.GetValue(memory)),
             MirrorAugment = parse.GetValue(augment) == "flip",

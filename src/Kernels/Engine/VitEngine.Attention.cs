@@ -44,9 +44,20 @@ public sealed unsafe partial class VitEngine
         _pool.Run(2 * c.Heads, &PackHead, &job);
         _pool.Run(c.Heads * job.Chunks, &AttendChunk, &job);
 
-        // Head-averaged (or max-over-heads) class attention: the score RCTP's thresholds are compared with.
+        // The score RCTP's thresholds are compared with: class attention pooled over heads as the rule says.
+        if (rule.Heads == HeadPooling.ValueWeighted) ValueWeightedScores(n);
+        else PooledClassAttention(n, rule.Heads);
+        float m = rule.ScoreMemory;
+        if (m > 0) // running mean over blocks: the token's earlier score carries weight m
+            for (int t = 0; t < n; t++)
+                _ws.ClassScore[t] = _ws.RunningScore[t] = firstBlock ? _ws.ClassScore[t] : m * _ws.RunningScore[t] + (1 - m) * _ws.ClassScore[t];
+    }
+
+    /// <summary>ClassScore[t] = the mean, the max, or the prefix-excluded mean over heads of the class attention.</summary>
+    private void PooledClassAttention(int n, HeadPooling pooling)
+    {
+        var c = Config;
         float inv = 1f / c.Heads;
-        var pooling = rule.Heads;
         Span<float> headWeight = stackalloc float[pooling == HeadPooling.MeanWithoutPrefix ? c.Heads : 0];
         for (int h = 0; h < headWeight.Length; h++)
         {
@@ -64,10 +75,30 @@ public sealed unsafe partial class VitEngine
             }
             _ws.ClassScore[t] = pooling == HeadPooling.Max ? s : s * inv;
         }
-        float m = rule.ScoreMemory;
-        if (m > 0) // running mean over blocks: the token's earlier score carries weight m
+    }
+
+    /// <summary>
+    /// ClassScore[t] = mean over heads of a_ht |v_ht| / sum_t' a_ht' |v_ht'| (<see cref="HeadPooling.ValueWeighted"/>),
+    /// with v_ht the token's value in head h from the qkv rows.
+    /// </summary>
+    private void ValueWeightedScores(int n)
+    {
+        var c = Config;
+        int ld = 3 * c.EmbedDim;
+        Span<float> part = stackalloc float[n];
+        new Span<float>(_ws.ClassScore, n).Clear();
+        for (int h = 0; h < c.Heads; h++)
+        {
+            float* a = _ws.ClassAttention + h * c.Tokens, v = _ws.Qkv + 2 * c.EmbedDim + h * c.HeadDim;
+            float sum = 0;
             for (int t = 0; t < n; t++)
-                _ws.ClassScore[t] = _ws.RunningScore[t] = firstBlock ? _ws.ClassScore[t] : m * _ws.RunningScore[t] + (1 - m) * _ws.ClassScore[t];
+            {
+                float* vt = v + (long)t * ld;
+                sum += part[t] = a[t] * MathF.Sqrt(Elementwise.Dot(Simd, vt, vt, c.HeadDim));
+            }
+            float r = 1 / (MathF.Max(sum, float.Epsilon) * c.Heads);
+            for (int t = 0; t < n; t++) _ws.ClassScore[t] += part[t] * r;
+        }
     }
 
     private static void PackHead(void* ctx, int task, int worker)

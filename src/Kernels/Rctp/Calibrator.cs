@@ -83,6 +83,8 @@ public static class Calibrator
                 planned.Add((plan, dw, pc));
             }
         }
+        if (planned.Count == 0)
+            throw new ArgumentException($"no budget can be reached: every one asked for ({string.Join(", ", budgets.Select(b => b.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture)))}) is below what the candidate thresholds can prune to under these planner constraints");
         var planTime = clock.Elapsed;
         progress?.Invoke($"plan: {budgets.Count} budgets x {variants.Length} planner variants planned in {planTime.TotalSeconds:F1} s; fitting {planned.Count} plans on {images} images");
 

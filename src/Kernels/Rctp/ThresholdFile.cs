@@ -138,7 +138,7 @@ public sealed class ThresholdFile
         var o = new JsonObject { ["score"] = rule.Scale == ScoreScale.RelativeToMean ? RelativeName : RawName, ["fused_token"] = rule.FuseDropped };
         if (rule.NeedsVersion3)
         {
-            o["heads"] = rule.Heads switch { HeadPooling.Max => "max", HeadPooling.MeanWithoutPrefix => "mean_without_prefix", _ => "mean" };
+            o["heads"] = rule.Heads switch { HeadPooling.Max => "max", HeadPooling.MeanWithoutPrefix => "mean_without_prefix", HeadPooling.ValueWeighted => "value_weighted", _ => "mean" };
             o["fused_size_cap"] = rule.FusedSizeCap;
             o["score_memory"] = rule.ScoreMemory;
         }
@@ -181,6 +181,7 @@ public sealed class ThresholdFile
                         null or "mean" => HeadPooling.Mean,
                         "max" => HeadPooling.Max,
                         "mean_without_prefix" => HeadPooling.MeanWithoutPrefix,
+                        "value_weighted" => HeadPooling.ValueWeighted,
                         var other => throw new ModelFormatException($"{file}: unknown rule.heads '{other}' (expected 'mean', 'max' or 'mean_without_prefix')"),
                     },
                     FusedSizeCap = cap,

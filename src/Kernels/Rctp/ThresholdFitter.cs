@@ -132,6 +132,7 @@ public sealed unsafe class ThresholdFitter : IDisposable
         if (_embedded.Any(e => e is null)) throw new InvalidOperationException("not every calibration image was added");
         if (keepFractions.Any(k => k.Count != depth)) throw new ArgumentException($"every plan needs {depth} keep fractions");
         int plans = keepFractions.Count;
+        if (plans == 0) return [];
         var targets = keepFractions.Select(k => k.Select(f => (long)Math.Round(Math.Clamp(f, 0, 1) * _c.Patches * images)).ToArray()).ToArray();
         var results = new Fit?[plans];
         var thresholds = Enumerable.Range(0, plans).Select(_ => new float[depth]).ToArray();

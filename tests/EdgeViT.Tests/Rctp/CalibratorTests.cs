@@ -101,13 +101,14 @@ public class CalibratorTests
     [Theory]
     [InlineData(PlanSelection.DenseKl)]
     [InlineData(PlanSelection.LabelLoss)]
+    // Max drop 0.4, not less: with the default fused token a 20 % cap per block cannot reach 0.7 on this small model.
     public void SeveralPlannerVariantsKeepPerBudgetTheOneWithTheLeastMeasuredScore(PlanSelection selection)
     {
         double Score(ThresholdSet s) => selection == PlanSelection.DenseKl ? s.CalibrationKl : s.CalibrationLoss;
         const string budgets = "0.5,0.6,0.7";
-        var alone = new[] { (1.0, 1.0), (4.0, 1.0), (1.0, 0.2) }
+        var alone = new[] { (1.0, 1.0), (4.0, 1.0), (1.0, 0.4) }
             .Select(v => Calibrate(budgets: budgets, depthWeights: [v.Item1], maxDrops: [v.Item2]).Report.File.Sets).ToArray();
-        var both = Calibrate(budgets: budgets, depthWeights: [1.0, 4.0], maxDrops: [1.0, 0.2], selection: selection).Report.File.Sets;
+        var both = Calibrate(budgets: budgets, depthWeights: [1.0, 4.0], maxDrops: [1.0, 0.4], selection: selection).Report.File.Sets;
         Assert.Equal(3, both.Count);
         int differs = 0;
         for (int b = 0; b < both.Count; b++)
@@ -119,12 +120,20 @@ public class CalibratorTests
             Assert.True(Score(both[b]) <= Score(best) + 1e-12, $"budget {both[b].Budget}: chose {Score(both[b])}, best single variant {Score(best)}");
             Assert.True(both[b].DepthWeight is 1.0 or 4.0);
             var same = candidates.SingleOrDefault(c => c.DepthWeight == both[b].DepthWeight && c.MaxDrop == both[b].MaxDrop);
-            if (same is null) continue; // (4, 0.2) is only planned together
+            if (same is null) continue; // (4, 0.4) is only planned together
             Assert.Equal(same.Thresholds, both[b].Thresholds);          // the chosen variant's own fit, unchanged by the company
             Assert.Equal(same.CalibrationKl, both[b].CalibrationKl, 12);
             Assert.Equal(same.CalibrationLoss, both[b].CalibrationLoss, 12);
         }
         Assert.True(differs > 0, "the variants planned identical sets: the test would not notice a wrong choice");
+    }
+
+    [Fact]
+    public void BudgetsNoPlanCanReachAreAClearErrorNotACrash()
+    {
+        var e = Assert.Throws<ArgumentException>(() => Calibrate(images: 4, budgets: "0.5", maxDrops: [0.01]));
+        Assert.Contains("no budget can be reached", e.Message);
+        Assert.Contains("0.5", e.Message);
     }
 
     private static double ReferenceCrossEntropy(float[] z, int label)

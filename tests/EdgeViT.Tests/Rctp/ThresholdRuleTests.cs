@@ -264,7 +264,7 @@ public unsafe class ThresholdRuleTests
         return z.Select(v => Math.Exp(v - m) / sum).ToArray();
     }
 
-    /// <summary>Checks the max-over-heads score against the double-precision CLS softmax, then applies the rule.</summary>
+    /// <summary>Checks the pooled score against one from the double-precision CLS softmax (and values), then applies the rule.</summary>
     private sealed class PoolingReference(float[] thresholds, HeadPooling pooling) : ITokenReducer
     {
         public int Checked, Dropped, ArgmaxNotMean;
@@ -282,6 +282,8 @@ public unsafe class ThresholdRuleTests
                 {
                     HeadPooling.Max => a.Max(row => row[t]),
                     HeadPooling.MeanWithoutPrefix => a.Average(row => row[t] / (1 - row.Take(c.PrefixTokens).Sum())),
+                    HeadPooling.ValueWeighted => Enumerable.Range(0, c.Heads).Average(h => a[h][t] * ValueNorm(c, h, t)
+                        / Enumerable.Range(0, c.Count).Sum(u => a[h][u] * ValueNorm(c, h, u))),
                     _ => mean,
                 };
                 if (t >= c.PrefixTokens) Assert.Equal(expect, c.ClassScore[t], 2e-6);
@@ -297,9 +299,22 @@ public unsafe class ThresholdRuleTests
         }
     }
 
+    /// <summary>|v_ht| in double precision from the qkv rows.</summary>
+    private static double ValueNorm(TokenReductionContext c, int h, int t)
+    {
+        double sq = 0;
+        for (int k = 0; k < c.HeadDim; k++)
+        {
+            double v = c.Qkv[(long)t * 3 * c.Dim + 2 * c.Dim + h * c.HeadDim + k];
+            sq += v * v;
+        }
+        return Math.Sqrt(sq);
+    }
+
     [Theory]
     [InlineData(HeadPooling.Max)]
     [InlineData(HeadPooling.MeanWithoutPrefix)]
+    [InlineData(HeadPooling.ValueWeighted)]
     public void PooledScoresMatchADoublePrecisionReferenceAndBothPathsAgree(HeadPooling pooling)
     {
         var w = VitWeights.Random(Config, seed: 15);
@@ -410,7 +425,7 @@ public unsafe class ThresholdRuleTests
             {
                 (ThresholdRule.Raw, 2), (new ThresholdRule(FuseDropped: true), 2), (new ThresholdRule(Heads: HeadPooling.Max), 3),
                 (new ThresholdRule(ScoreScale.RelativeToMean, true, HeadPooling.Mean, 8f), 3), (new ThresholdRule(ScoreScale.Raw, true, HeadPooling.Max, 2.5f), 3),
-                (new ThresholdRule(ScoreMemory: 0.5f), 3), (new ThresholdRule(Heads: HeadPooling.MeanWithoutPrefix), 3),
+                (new ThresholdRule(ScoreMemory: 0.5f), 3), (new ThresholdRule(Heads: HeadPooling.MeanWithoutPrefix), 3), (new ThresholdRule(Heads: HeadPooling.ValueWeighted), 3),
             })
             {
                 var file = new ThresholdFile

@@ -182,7 +182,7 @@ public sealed class ThresholdFile
                         "max" => HeadPooling.Max,
                         "mean_without_prefix" => HeadPooling.MeanWithoutPrefix,
                         "value_weighted" => HeadPooling.ValueWeighted,
-                        var other => throw new ModelFormatException($"{file}: unknown rule.heads '{other}' (expected 'mean', 'max' or 'mean_without_prefix')"),
+                        var other => throw new ModelFormatException($"{file}: unknown rule.heads '{other}' (expected 'mean', 'max', 'mean_without_prefix' or 'value_weighted')"),
                     },
                     FusedSizeCap = cap,
                     ScoreMemory = memory,

@@ -119,6 +119,21 @@ public sealed unsafe class ThresholdFitter : IDisposable
             return copy;
         }
 
+        /// <summary>
+        /// This state, or (when pruning has left a tenth or more of its rows unused) a copy sized to the tokens it
+        /// still has, this one freed: a node's subtree then holds only the rows it needs, which keeps the peak
+        /// memory of the current trie path down.
+        /// </summary>
+        public State Compacted()
+        {
+            long used = 0;
+            foreach (int n in N) used += (long)n * _d;
+            if (used * 10 >= _offset[^1] * 9) return this;
+            var copy = Clone();
+            Dispose();
+            return copy;
+        }
+
         public void Dispose() => _rows.Dispose();
     }
 
@@ -223,7 +238,7 @@ public sealed unsafe class ThresholdFitter : IDisposable
             MlpInPlace(l, state, tau, scores);
             double mean = state.N.Average();
             foreach (int p in members) { thresholds[p][l] = tau; meanTokens[p][l] = mean; }
-            Walk(l + 1, members, state);
+            Walk(l + 1, members, state.Compacted());
         }
 
         /// <summary>Prunes every image of <paramref name="s"/> at tau and runs block l's MLP on what is kept, in place.</summary>
@@ -259,6 +274,7 @@ public sealed unsafe class ThresholdFitter : IDisposable
             for (int g = 1; g < groups.Length; g++) if (tau[g] < tau[loosest]) loosest = g;
             var shared = state.Clone();
             MlpInPlace(l, shared, tau[loosest], scores);
+            shared = shared.Compacted();
 
             var others = Enumerable.Range(0, groups.Length).Where(g => g != loosest).ToArray();
             for (int k = 0; k < others.Length; k++)
@@ -291,7 +307,7 @@ public sealed unsafe class ThresholdFitter : IDisposable
                 if (k == others.Length - 1) state.Dispose(); // every branch has what it needs from the node
                 double mean = next.N.Average();
                 foreach (int p in groups[g]) { thresholds[p][l] = tau[g]; meanTokens[p][l] = mean; }
-                Walk(l + 1, groups[g].ToArray(), next);
+                Walk(l + 1, groups[g].ToArray(), next.Compacted());
             }
             double meanShared = shared.N.Average();
             foreach (int p in groups[loosest]) { thresholds[p][l] = tau[loosest]; meanTokens[p][l] = meanShared; }

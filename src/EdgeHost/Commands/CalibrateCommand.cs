@@ -54,7 +54,7 @@ public static class CalibrateCommand
         workers.DefaultValueFactory = _ => Math.Clamp(Environment.ProcessorCount, 1, CommonOptions.MaxThreads);
         var score = new Option<string>("--score")
         {
-            Description = "What thresholds compare with: raw class attention (default) or relative (divided by its mean over the patch tokens alive in the image; measured no better, bench/RESULTS.md §5).",
+            Description = "What thresholds compare with: raw, the token's score as --heads pools it (default), or relative (divided by its mean over the patch tokens alive in the image; measured no better, bench/RESULTS.md §5).",
             DefaultValueFactory = _ => "raw",
             HelpName = "relative|raw",
         };

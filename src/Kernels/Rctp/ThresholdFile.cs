@@ -37,7 +37,8 @@ public sealed record ThresholdSet(
 /// The calibration result: versioned JSON bound to one model by the SHA-256 fingerprint of its weights,
 /// holding a threshold set per budget on the grid. Version 2 adds "rule": what a threshold is compared with
 /// (raw class attention, or class attention relative to its per-image mean) and whether dropped tokens are fused
-/// into one; version 1 files are raw without fusing and still load.
+/// into one; version 3 adds how heads pool into the score (mean, max, prefix-excluded, value-weighted), the fused
+/// token's size cap and the running score; version 1 files are raw without fusing and still load.
 /// </summary>
 public sealed class ThresholdFile
 {

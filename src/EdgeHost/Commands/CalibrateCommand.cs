@@ -15,6 +15,10 @@ namespace EdgeViT.Host.Commands;
 /// </summary>
 public static class CalibrateCommand
 {
+    /// <summary>The --heads names of each head pooling, in the order help lists them.</summary>
+    private static readonly (string Name, HeadPooling Pooling)[] HeadNames =
+        [("value", HeadPooling.ValueWeighted), ("mean", HeadPooling.Mean), ("max", HeadPooling.Max), ("mean-without-cls", HeadPooling.MeanWithoutPrefix)];
+
     public static Command Create(TextWriter stdout)
     {
         var model = CommonOptions.Model("Model weights (.safetensors or .onnx).");
@@ -69,10 +73,10 @@ public static class CalibrateCommand
         var heads = new Option<string>("--heads")
         {
             Description = "How the heads' class attention pools into a token's score: value (default: each head's attention times the token's value norm in that head, renormalised, the size of its part in the CLS update), mean, max, or mean-without-cls (each head renormalised over the non-CLS tokens first).",
-            DefaultValueFactory = _ => ThresholdRule.Default.Heads switch { HeadPooling.Max => "max", HeadPooling.MeanWithoutPrefix => "mean-without-cls", HeadPooling.ValueWeighted => "value", _ => "mean" },
-            HelpName = "value|mean|max|mean-without-cls",
+            DefaultValueFactory = _ => HeadNames.Single(h => h.Pooling == ThresholdRule.Default.Heads).Name,
+            HelpName = string.Join("|", HeadNames.Select(h => h.Name)),
         };
-        heads.AcceptOnlyFromAmong("mean", "max", "mean-without-cls", "value");
+        heads.AcceptOnlyFromAmong(HeadNames.Select(h => h.Name).ToArray());
         var sizeCap = new Option<double>("--fused-size-cap")
         {
             Description = $"With --fuse on: the fused token's proportional attention adds log(min(size, C)) to its logit (default {ThresholdRule.FusedSizeCapDefault:0.###}; 0 = log(size), uncapped, much worse at 0.5; 1 = no proportional attention).",
@@ -135,7 +139,7 @@ public static class CalibrateCommand
             FisherSite = parse.GetValue(fisherAt) == "msa" ? FisherSite.MsaOutput : FisherSite.TokenState,
             Precision = new PrecisionOptions.Choice(parse.GetValue(precision), null),
             Rule = new ThresholdRule(parse.GetValue(score) == "raw" ? ScoreScale.Raw : ScoreScale.RelativeToMean, parse.GetValue(fuse) == "on",
-                parse.GetValue(heads) switch { "max" => HeadPooling.Max, "mean-without-cls" => HeadPooling.MeanWithoutPrefix, "value" => HeadPooling.ValueWeighted, _ => HeadPooling.Mean },
+                HeadNames.Single(h => h.Name == parse.GetValue(heads)).Pooling,
                 // the default cap only means something with fusing; an explicit one without it is refused in Run
                 parse.GetValue(fuse) == "on" || parse.GetResult(sizeCap) is { Implicit: false } ? (float)parse.GetValue(sizeCap) : 0, (float)parse.GetValue(memory)),
             MirrorAugment = parse.GetValue(augment) == "flip",
